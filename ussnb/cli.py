@@ -1,0 +1,159 @@
+"""The ``ussnb`` command. Run ``ussnb --help`` or ``ussnb COMMAND --help``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import UssnbError
+
+EPILOG = """examples:
+  ussnb data prepare starter            build the offline starter set (real recordings, weak labels)
+  ussnb data info starter --json        classes, clips per split, hours
+  ussnb labels dog                      find AudioSet labels by name
+  ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
+  ussnb pipeline --preset smoke --run-dir runs/smoke -p n_train=20
+
+environment: USSNB_DATA (where datasets go, default ./data), USSNB_AUDIOSET_META, USSNB_ESC50_DIR,
+USSNB_WEIGHTS_DIR — see README.md."""
+
+
+def _cmd_data_prepare(args) -> int:
+    from . import data
+
+    kwargs = {}
+    for key in ("n_train", "n_validation", "n_test"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    if args.name == "audioset":
+        segments = dict(s.split("=", 1) for s in args.segments or [])
+        dirs = dict(s.split("=", 1) for s in args.audio_dir or [])
+        path = data.prepare("audioset", segments=segments, audio_dirs=dirs, force=args.force)
+    elif kwargs or args.seed:
+        path = data.prepare_named(args.name, seed=args.seed, force=args.force, **kwargs)
+    else:
+        path = data.prepare(args.name, force=args.force)
+    print(f"prepared {args.name} at {path}")
+    return _cmd_data_info(argparse.Namespace(name=str(path), json=False))
+
+
+def _cmd_data_info(args) -> int:
+    from . import data
+
+    if args.name == "esc50-source":
+        from .data.recipes.esc50 import esc50_source_info
+
+        print(json.dumps(esc50_source_info(), indent=1))
+        return 0
+    summary = data.info(args.name)
+    if args.json:
+        slim = {k: v for k, v in summary.items() if k not in ("classes", "sources")}
+        print(json.dumps(slim))
+        return 0
+    print(f"{summary['name']}  ({summary['path']})")
+    print(f"  classes: {summary['n_classes']}   hours: {summary['hours']}   rate: {summary['sample_rate']} Hz")
+    print("  clips:   " + "  ".join(f"{s}={n}" for s, n in summary["n_clips"].items()))
+    if "n_packages" in summary:
+        print(f"  source packages: {summary['n_packages']}   min recordings per class: "
+              f"{summary['min_recordings_per_class']}")
+    for c in summary.get("classes", []):
+        extra = f"{c.get('n_recordings', '')} recordings" if "n_recordings" in c else ""
+        print(f"    {c['mid']:12s} {c['name']:40s} {extra}")
+    return 0
+
+
+def _cmd_labels(args) -> int:
+    from .ontology import load_ontology
+
+    onto = load_ontology(args.meta)
+    hits = onto.search(args.text or "")
+    if not hits:
+        close = onto.closest(args.text)
+        print(f"no label contains {args.text!r}." + (f" Closest: {', '.join(close)}" if close else ""))
+        return 1
+    for lab in hits:
+        print(f"{lab.audioset_index:4d}  {lab.mid:12s} {lab.name:40s} {' > '.join(onto.path(lab.mid))}")
+    print(f"({len(hits)} of {len(onto)} labels, from {onto.source})")
+    return 0
+
+
+def _cmd_pipeline(args) -> int:
+    from .pipeline import parse_overrides, run_pipeline
+
+    run_dir = run_pipeline(args.preset, args.run_dir, overrides=parse_overrides(args.param or []),
+                           stages=args.stages, force=args.force, notebooks_dir=args.notebooks,
+                           log_output=args.verbose)
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ussnb",
+        description="Universal sound source separation trained on weakly labelled data — a notebook kit.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug notes, notebook output)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p_data = sub.add_parser("data", help="prepare or describe a dataset")
+    dsub = p_data.add_subparsers(dest="data_command", metavar="ACTION")
+    p_prep = dsub.add_parser("prepare", help="build a dataset (idempotent)",
+                             description="Build a dataset under USSNB_DATA (default ./data). Already prepared "
+                                         "datasets are left alone unless --force.")
+    p_prep.add_argument("name", choices=["starter", "esc50", "audioset"], help="dataset to prepare")
+    p_prep.add_argument("--n-train", type=int, help="composed training clips")
+    p_prep.add_argument("--n-validation", type=int, help="composed validation clips")
+    p_prep.add_argument("--n-test", type=int, help="composed test clips")
+    p_prep.add_argument("--seed", type=int, default=0, help="composition seed")
+    p_prep.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    p_prep.add_argument("--segments", nargs="*", metavar="SPLIT=CSV", help="audioset: segments CSV per split")
+    p_prep.add_argument("--audio-dir", nargs="*", metavar="SPLIT=DIR", help="audioset: clip folder per split")
+    p_prep.set_defaults(func=_cmd_data_prepare)
+    p_info = dsub.add_parser("info", help="classes, clips per split and hours of a prepared dataset")
+    p_info.add_argument("name", help="dataset name (starter, esc50, audioset) or folder; 'esc50-source' "
+                                     "describes the raw ESC-50 folder")
+    p_info.add_argument("--json", action="store_true", help="one JSON object (n_classes, n_clips, hours, ...)")
+    p_info.set_defaults(func=_cmd_data_info)
+
+    p_labels = sub.add_parser("labels", help="find AudioSet labels by name (index, MID, ontology path)")
+    p_labels.add_argument("text", nargs="?", default="", help="part of a label name; empty lists all")
+    p_labels.add_argument("--meta", help="folder with ontology.json + class_labels_indices.csv "
+                                         "(default USSNB_AUDIOSET_META, else the starter mini-ontology)")
+    p_labels.set_defaults(func=_cmd_labels)
+
+    p_pipe = sub.add_parser("pipeline", help="run the notebooks in order with papermill",
+                            description="Execute notebooks/NN_*.ipynb headless into RUN_DIR/NN_stage/, "
+                                        "skipping stages already done with the same parameters.")
+    p_pipe.add_argument("--preset", default="cpu", help="smoke | cpu | paper | a YAML file (default: cpu)")
+    p_pipe.add_argument("--run-dir", default="runs/cpu", help="output folder of the run (default runs/cpu)")
+    p_pipe.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                        help="override a notebook parameter (repeatable)")
+    p_pipe.add_argument("--stages", nargs="*", help="run only these stages (e.g. 00 01 or data sed)")
+    p_pipe.add_argument("--force", action="store_true", help="re-run stages even if done")
+    p_pipe.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
+    p_pipe.set_defaults(func=_cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except UssnbError as exc:
+        print(f"ussnb: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ussnb: interrupted (finished work is kept; re-run to continue)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per data source, each with an idempotent ``prepare_*`` (completion marker)."""

@@ -1,0 +1,26 @@
+"""Exceptions raised by ussnb. All derive from :class:`UssnbError` (itself a ``ValueError`` where the
+problem is bad input) so callers can catch one type and users read one clear message."""
+
+
+class UssnbError(Exception):
+    """Base class of every error ussnb raises on purpose."""
+
+
+class AudioError(UssnbError, ValueError):
+    """An audio file or array cannot be used (missing, unreadable, empty, NaN/inf, too short, ...)."""
+
+
+class OntologyError(UssnbError, ValueError):
+    """AudioSet metadata is missing or malformed, or a label cannot be found."""
+
+
+class CheckpointError(UssnbError, ValueError):
+    """A checkpoint does not match the model it is loaded into (keys, shapes, config)."""
+
+
+class DataError(UssnbError, ValueError):
+    """A dataset is missing, incomplete or cannot be prepared (e.g. a system package is absent)."""
+
+
+class PipelineError(UssnbError, RuntimeError):
+    """A pipeline run cannot start or a stage failed."""

@@ -1,0 +1,234 @@
+"""Run the notebooks as one reproducible pipeline with papermill.
+
+``run_pipeline("cpu", "runs/cpu")`` executes ``notebooks/NN_*.ipynb`` in order. Each stage gets its own folder
+``runs/cpu/NN_stage/`` (parameter ``stage_dir``), the folders of the stages before it (``data_dir``,
+``sed_dir``, ...), ``INTERACTIVE=False``, and those preset parameters its tagged ``parameters`` cell declares.
+Parameter names are validated against the notebooks before anything runs; the fully resolved parameters go
+to ``runs/cpu/config.yaml``. A finished stage leaves a ``.done`` marker holding the hash of its parameters, so
+re-running skips it (nothing is lost on interruption) unless its parameters changed or ``force`` is given.
+A failed stage keeps its executed notebook and stops the run with a message naming it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+# notebook stem -> short key; a stage receives "<key>_dir" of itself and of every earlier stage
+STAGES: list[tuple[str, str]] = [
+    ("00_data", "data"),
+    ("01_weak_labels_and_sed", "sed"),
+    ("02_anchor_mining", "anchors"),
+    ("03_query_conditions", "queries"),
+    ("04_training", "training"),
+    ("05_hierarchical_separation", "separation"),
+    ("06_evaluation", "evaluation"),
+]
+RESERVED = {"stage_dir", "run_dir", "INTERACTIVE"} | {f"{key}_dir" for _, key in STAGES}
+DONE = ".done"
+
+
+@dataclass
+class Stage:
+    name: str
+    key: str
+    notebook: Path
+    parameters: dict[str, dict]  # name -> papermill's inspection (inferred_type_name, default, help)
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the source checkout (the kit is meant to be used from a clone)."""
+    here = Path(__file__).resolve().parents[1] / "notebooks"
+    if here.is_dir():
+        return here
+    cwd = Path.cwd() / "notebooks"
+    if cwd.is_dir():
+        return cwd
+    raise PipelineError("cannot find the notebooks/ folder; pass notebooks_dir (run from the repository)")
+
+
+def available_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("ussnb.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """A preset by name (``smoke``, ``cpu``, ``paper``) or a YAML file path: a flat mapping of parameters."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    else:
+        try:
+            text = resources.files("ussnb.presets").joinpath(f"{name_or_path}.yaml").read_text()
+        except FileNotFoundError:
+            raise PipelineError(
+                f"unknown preset {name_or_path!r}; available: {', '.join(available_presets())} (or a .yaml path)"
+            ) from None
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise PipelineError(f"preset {name_or_path!r} must be a mapping of parameter: value")
+    data.pop("description", None)
+    return data
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["steps=100", "tagger=efficientat-mn04"]`` → typed dict (values parsed as YAML scalars)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise PipelineError(f"override {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def discover_stages(notebooks_dir: str | os.PathLike | None = None) -> list[Stage]:
+    import papermill as pm
+
+    folder = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    stages = []
+    for name, key in STAGES:
+        nb = folder / f"{name}.ipynb"
+        if nb.is_file():
+            params = pm.inspect_notebook(str(nb))
+            if not params:
+                raise PipelineError(f"{nb} has no tagged 'parameters' cell")
+            stages.append(Stage(name, key, nb, dict(params)))
+    if not stages:
+        raise PipelineError(f"no stage notebooks found in {folder}")
+    return stages
+
+
+def select_stages(stages: list[Stage], only: Iterable[str] | None) -> list[Stage]:
+    """Stages whose name or number prefix is in ``only`` (all if None), always in pipeline order."""
+    if not only:
+        return stages
+    wanted = {str(s) for s in only}
+    chosen = [s for s in stages if s.name in wanted or s.name[:2] in wanted or s.key in wanted]
+    unknown = wanted - {s.name for s in chosen} - {s.name[:2] for s in chosen} - {s.key for s in chosen}
+    if unknown:
+        raise PipelineError(f"unknown stage(s) {sorted(unknown)}; stages: {', '.join(s.name for s in stages)}")
+    return chosen
+
+
+def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per stage the parameters it will receive. Unknown names → :class:`PipelineError` listing them."""
+    declared = set().union(*(s.parameters for s in stages))
+    unknown = sorted(k for k in params if k not in declared)
+    if unknown:
+        raise PipelineError(
+            f"unknown parameter(s) {unknown}: no notebook declares them. Known: {', '.join(sorted(declared - RESERVED))}"
+        )
+    reserved = sorted(k for k in params if k in RESERVED)
+    if reserved:
+        raise PipelineError(f"parameter(s) {reserved} are set by the pipeline itself")
+    resolved = {}
+    all_stages = [(n, k) for n, k in STAGES]
+    for stage in stages:
+        values: dict[str, Any] = {}
+        for name, key in all_stages:
+            folder = f"{key}_dir"
+            if folder in stage.parameters:
+                values[folder] = str((run_dir / name).resolve())
+            if name == stage.name:
+                break
+        values["stage_dir"] = str((run_dir / stage.name).resolve())
+        if "run_dir" in stage.parameters:
+            values["run_dir"] = str(run_dir.resolve())
+        if "INTERACTIVE" in stage.parameters:
+            values["INTERACTIVE"] = False
+        for k, v in params.items():
+            if k in stage.parameters:
+                values[k] = v
+        resolved[stage.name] = values
+    return resolved
+
+
+def _hash(values: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_pipeline(
+    preset: str = "cpu",
+    run_dir: str | os.PathLike = "runs/cpu",
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    stages: Iterable[str] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    kernel_name: str = "python3",
+    log_output: bool = False,
+) -> Path:
+    """Execute the stage notebooks in order; returns the run directory."""
+    import papermill as pm
+
+    run_dir = Path(run_dir)
+    all_stages = discover_stages(notebooks_dir)
+    chosen = select_stages(all_stages, stages)
+    params = load_preset(preset) | dict(overrides or {})
+    resolved = resolve(all_stages, params, run_dir)  # validate against every notebook, run only the chosen
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": params,
+              "stages": {name: values for name, values in resolved.items()}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    timings = _read_timings(run_dir)
+    for stage in chosen:
+        values = resolved[stage.name]
+        stage_dir = Path(values["stage_dir"])
+        marker = stage_dir / DONE
+        digest = _hash(values | {"notebook": _file_hash(stage.notebook)})
+        if not force and marker.is_file() and marker.read_text().strip() == digest:
+            log.info("stage %s already done with these parameters; skipping", stage.name)
+            print(f"[ussnb] {stage.name}: done before with the same parameters, skipped")
+            continue
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / "figures").mkdir(exist_ok=True)
+        if marker.exists():
+            marker.unlink()
+        out_nb = stage_dir / stage.notebook.name
+        print(f"[ussnb] {stage.name}: running {stage.notebook.name} -> {out_nb}", flush=True)
+        start = time.time()
+        try:
+            pm.execute_notebook(
+                str(stage.notebook), str(out_nb), parameters=values, kernel_name=kernel_name,
+                cwd=str(stage_dir), progress_bar=False, log_output=log_output, request_save_on_cell_execute=True,
+            )
+        except pm.PapermillExecutionError as exc:
+            raise PipelineError(
+                f"stage {stage.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                f"The executed notebook (with the error) is kept at {out_nb}"
+            ) from None
+        except Exception as exc:
+            raise PipelineError(f"stage {stage.name} could not run: {exc}; see {out_nb}") from exc
+        elapsed = time.time() - start
+        if not (stage_dir / "metrics.json").is_file():
+            raise PipelineError(f"stage {stage.name} finished but wrote no metrics.json in {stage_dir}")
+        marker.write_text(digest)
+        timings[stage.name] = round(elapsed, 1)
+        (run_dir / "timings.json").write_text(json.dumps(timings, indent=1))
+        print(f"[ussnb] {stage.name}: finished in {elapsed:.1f} s", flush=True)
+    return run_dir
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _read_timings(run_dir: Path) -> dict:
+    path = run_dir / "timings.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
