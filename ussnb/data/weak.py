@@ -171,7 +171,7 @@ class BalancedSampler:
             for i in range(len(self._queue) - 1, -1, -1):
                 if self._queue[i] not in exclude:
                     return self._queue.pop(i)
-            self._queue = list(self.rng.permutation(self.classes))[::-1] + self._queue
+            self._queue = [int(k) for k in self.rng.permutation(self.classes)][::-1] + self._queue
         raise AssertionError("unreachable: batch_size <= number of classes")
 
     def _next_clip(self, k: int) -> int:
@@ -197,7 +197,7 @@ class BalancedSampler:
 
     def state_dict(self) -> dict:
         """Everything needed to continue the exact same stream after a restart."""
-        return {"rng": self.rng.bit_generator.state, "queue": list(self._queue),
+        return {"rng": self.rng.bit_generator.state, "queue": [int(k) for k in self._queue],
                 "pointer": dict(self._pointer), "order": {k: v.tolist() for k, v in self._order.items()}}
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,0 +1,49 @@
+# ussnb — two commands for a newcomer (see README.md):
+#   make demo   install everything (system + Python), prepare the offline starter set, run the cpu pipeline
+#   make test   run the test suite
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+PRESET ?= cpu
+RUN_DIR ?= runs/$(PRESET)
+STAMP := .install.stamp
+
+# system packages: audio codecs/renderer + the Debian packages whose real recordings build the starter set
+APT_PACKAGES := ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm $(shell $(PYTHON) tools/starter_packages.py apt 2>/dev/null)
+
+.PHONY: demo test install install-system install-python prepare pipeline notebooks clean-install
+
+demo: install prepare pipeline
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml tools/starter_packages.py
+	$(MAKE) install-system
+	$(MAKE) install-python
+	touch $(STAMP)
+
+install-system:
+	@if [ "$$(id -u)" = "0" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	else \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then echo "Not root: install these system packages first: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
+install-python:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[all]"
+
+prepare: install
+	$(PYTHON) -m ussnb.cli data prepare starter
+
+pipeline: install
+	$(PYTHON) -m ussnb.cli pipeline --preset $(PRESET) --run-dir $(RUN_DIR)
+
+test: install
+	$(PYTHON) -m pytest -q
+
+notebooks:
+	$(PYTHON) tools/build_notebooks.py
+
+clean-install:
+	rm -f $(STAMP)

@@ -1,0 +1,90 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ussnb.errors import PipelineError
+from ussnb.pipeline import available_presets, discover_stages, parse_overrides, run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path, params: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def toy_notebooks(tmp_path):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _notebook(folder / "00_data.ipynb", 'stage_dir: str = ""\nn_train: int = 3\nINTERACTIVE: bool = True',
+              "import json, pathlib\npathlib.Path(stage_dir, 'metrics.json').write_text(json.dumps({'n': n_train, 'i': INTERACTIVE}))")
+    _notebook(folder / "01_weak_labels_and_sed.ipynb", 'stage_dir: str = ""\ndata_dir: str = ""\nfail: bool = False',
+              "import json, pathlib\nassert not fail, 'asked to fail'\nn = json.loads(pathlib.Path(data_dir, 'metrics.json').read_text())['n']\n"
+              "pathlib.Path(stage_dir, 'metrics.json').write_text(json.dumps({'twice': 2 * n}))")
+    (folder / "toy.yaml").write_text("n_train: 3\n")
+    return folder
+
+
+def test_presets_exist():
+    assert {"smoke", "cpu", "paper"} <= set(available_presets())
+
+
+def test_overrides_are_typed():
+    assert parse_overrides(["a=3", "b=x", "c=true", "d=0.5"]) == {"a": 3, "b": "x", "c": True, "d": 0.5}
+    with pytest.raises(PipelineError):
+        parse_overrides(["novalue"])
+
+
+def test_runs_in_order_passes_folders_and_skips_done(toy_notebooks, tmp_path, capsys):
+    run = tmp_path / "run"
+    run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 5}, notebooks_dir=toy_notebooks)
+    assert json.loads((run / "00_data" / "metrics.json").read_text()) == {"n": 5, "i": False}
+    assert json.loads((run / "01_weak_labels_and_sed" / "metrics.json").read_text()) == {"twice": 10}
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["stages"]["01_weak_labels_and_sed"]["data_dir"] == str((run / "00_data").resolve())
+    assert (run / "01_weak_labels_and_sed" / "01_weak_labels_and_sed.ipynb").is_file()
+    capsys.readouterr()
+    run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 5}, notebooks_dir=toy_notebooks)
+    assert capsys.readouterr().out.count("skipped") == 2
+    run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 6}, notebooks_dir=toy_notebooks, stages=["00"])
+    assert json.loads((run / "00_data" / "metrics.json").read_text())["n"] == 6
+
+
+def test_unknown_parameter_fails_before_running(toy_notebooks, tmp_path):
+    with pytest.raises(PipelineError, match=r"unknown parameter\(s\) \['stpes'\]"):
+        run_pipeline(str(toy_notebooks / "toy.yaml"), tmp_path / "r", overrides={"stpes": 3}, notebooks_dir=toy_notebooks)
+    assert not (tmp_path / "r").exists()
+
+
+def test_failed_stage_keeps_notebook_and_stops(toy_notebooks, tmp_path):
+    with pytest.raises(PipelineError, match="stage 01_weak_labels_and_sed failed.*asked to fail") as err:
+        run_pipeline(str(toy_notebooks / "toy.yaml"), tmp_path / "r", overrides={"fail": True}, notebooks_dir=toy_notebooks)
+    kept = tmp_path / "r" / "01_weak_labels_and_sed" / "01_weak_labels_and_sed.ipynb"
+    assert kept.is_file() and str(kept) in str(err.value)
+    assert not (tmp_path / "r" / "01_weak_labels_and_sed" / ".done").exists()
+
+
+def test_repository_notebooks_are_built_from_sources():
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "build_notebooks.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_repository_notebooks_have_typed_parameters_and_no_outputs():
+    for stage in discover_stages(REPO / "notebooks"):
+        assert "stage_dir" in stage.parameters and "INTERACTIVE" in stage.parameters, stage.name
+        for name, p in stage.parameters.items():
+            assert p["inferred_type_name"] != "None", f"{stage.name}: parameter {name} has no type"
+            assert p["help"], f"{stage.name}: parameter {name} has no comment"
+        nb = nbformat.read(stage.notebook, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), stage.name
