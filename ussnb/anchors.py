@@ -1,0 +1,541 @@
+"""Anchor mining, mixtures and the cached anchor set (paper §3.3, Algorithm 1, eq. 3-4).
+
+Anchor score (eq. 3): for the sampled class k, the area under the SED frame probabilities over a window of
+τ seconds centred at t,  q_k(t) = Σ_{|t'-t| ≤ τ/2} p_SED(t', k);  anchor centre (eq. 4): t* = argmax_t q_k(t),
+clamped so the τ-second segment lies inside the clip. Strategies:
+
+- ``sed``: the above.
+- ``in-clip-random``: random segments of the clip; the *mixture partner* is another random segment of the
+  *same* clip (the paper's weakest baseline: both segments share the clip's classes).
+- ``out-clip-random``: a random segment of the clip, mixed with a random segment of *another* clip.
+
+Mixtures (Algorithm 1): anchors of B distinct classes (balanced sampling) are mixed J at a time
+(x = s_i + Σ_j r_j s_j); the optional step 3 re-pairs them so no two mixed anchors share a class the
+tagger detects above θ. The cached anchor set stores, per (clip, tag), the anchor start, its score and its
+condition vectors, so training never runs the tagger.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+
+from .errors import DataError
+
+STRATEGIES = ("sed", "in-clip-random", "out-clip-random")
+AUGMENTATIONS = ("none", "random-gain", "match-energy")
+EPS = 1e-10
+
+
+# ----------------------------------------------------------------------------------------------- eq. 3-4
+def window_frames(duration: float, frame_rate: float) -> int:
+    """Frames in a τ-second window (odd, so it has a centre frame)."""
+    n = int(round(duration * frame_rate))
+    return n + 1 if n % 2 == 0 else n
+
+
+def anchor_scores(probs: np.ndarray, duration: float, frame_rate: float = 100.0) -> np.ndarray:
+    """Eq. 3: the area under ``probs`` ``(frames,)`` over a τ-second window centred at each frame.
+
+    The curve is edge-padded (replicate) by half a window on each side, as the reference does, so the
+    score is defined at every frame; clamping (eq. 4) keeps the chosen segment inside the clip."""
+    probs = np.asarray(probs, dtype=np.float64)
+    w = window_frames(duration, frame_rate)
+    half = w // 2
+    padded = np.pad(probs, half, mode="edge")
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    return (csum[w:] - csum[:-w]) / frame_rate  # seconds × probability
+
+
+def sed_anchor(
+    probs: np.ndarray,
+    duration: float,
+    clip_samples: int,
+    sample_rate: int,
+    frame_rate: float = 100.0,
+) -> tuple[int, float]:
+    """Eq. 4: start sample and score of the τ-second anchor for one class's frame probabilities.
+
+    Returns ``(start, score)`` with ``0 ≤ start ≤ clip_samples − τ·sr`` (the whole clip if it is shorter)."""
+    if not 0.0 < duration:
+        raise ValueError(f"anchor duration must be positive, got {duration}")
+    scores = anchor_scores(probs, duration, frame_rate)
+    # argmax; on a plateau (an event shorter than τ gives one) take its middle, centring the event
+    best = np.flatnonzero(scores >= scores.max() - 1e-9)
+    centre_frame = int(best[len(best) // 2])
+    seg = int(round(duration * sample_rate))
+    start = int(round(centre_frame / frame_rate * sample_rate)) - seg // 2
+    return clamp_start(start, seg, clip_samples), float(scores[centre_frame])
+
+
+def clamp_start(start: int, segment: int, clip_samples: int) -> int:
+    """Clamp so ``[start, start + segment)`` lies inside ``[0, clip_samples)`` (start 0 if it cannot)."""
+    return int(min(max(start, 0), max(clip_samples - segment, 0)))
+
+
+def random_start(segment: int, clip_samples: int, rng: np.random.Generator) -> int:
+    """Uniform start of a segment anywhere in the clip (unlike the reference's first-3-s bug)."""
+    return int(rng.integers(0, max(clip_samples - segment, 0) + 1))
+
+
+def segment_precision(start_s: float, duration: float, events: Sequence[tuple[float, float]],
+                      min_fraction: float = 0.5) -> bool:
+    """True if the segment overlaps the class's true events by at least ``min_fraction`` of the shorter of
+    (segment, event) — so a 2 s anchor holding a 0.3 s drum hit entirely counts, as does a 2 s anchor that
+    lies inside a long event. Overlaps with several events of the class are added up."""
+    end_s = start_s + duration
+    overlap = sum(max(0.0, min(end_s, off) - max(start_s, on)) for on, off in events)
+    shortest = min(duration, sum(off - on for on, off in events)) if events else duration
+    return overlap >= min_fraction * shortest - 1e-9
+
+
+# ----------------------------------------------------------------------------------------------- anchors
+@dataclass
+class Anchor:
+    """One mined anchor: a τ-second segment of a clip for one of its tags."""
+
+    clip: int  # clip position in its split
+    label: int  # class column
+    start: int  # sample offset in the clip
+    score: float  # eq. 3 area (NaN for random strategies)
+
+
+def mine_clip(
+    strategy: str,
+    labels: Sequence[int],
+    clip_samples: int,
+    sample_rate: int,
+    duration: float,
+    rng: np.random.Generator,
+    frames: np.ndarray | None = None,
+    frame_rate: float = 100.0,
+    clip: int = 0,
+) -> list[Anchor]:
+    """Anchors of one clip for each of ``labels``. ``frames`` ``(frames, classes)`` is needed for ``sed``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown anchor strategy {strategy!r}; choose from {STRATEGIES}")
+    if not 0.5 <= duration <= 10.0:
+        raise ValueError(f"anchor duration τ must be within 0.5 … 10 s, got {duration}")
+    segment = int(round(duration * sample_rate))
+    out = []
+    for k in labels:
+        if strategy == "sed":
+            if frames is None:
+                raise ValueError("the 'sed' strategy needs frame probabilities")
+            start, score = sed_anchor(frames[:, k], duration, clip_samples, sample_rate, frame_rate)
+        else:
+            start, score = random_start(segment, clip_samples, rng), float("nan")
+        out.append(Anchor(clip, int(k), start, score))
+    return out
+
+
+def mining_precision(
+    dataset,
+    split: str,
+    frames: dict[str, np.ndarray] | None,
+    *,
+    strategies: Sequence[str] = STRATEGIES,
+    durations: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+    frame_rate: float = 100.0,
+    seed: int = 0,
+    random_draws: int = 5,
+) -> dict[str, dict[str, float]]:
+    """Fraction of anchors whose segment overlaps a true event of their class (:func:`segment_precision`),
+    per strategy and τ, over every (clip, tag) of ``split``. Needs the dataset's hidden true event times.
+
+    ``frames`` maps clip id → ``(frames, classes)`` SED probabilities (needed for ``sed``). The random
+    strategies draw ``random_draws`` segments per (clip, tag) and average; ``in-clip-random`` and
+    ``out-clip-random`` pick the *anchor* the same way (they differ in the mixture partner), so their
+    precision agrees up to sampling noise."""
+    truth = dataset.true_events(split)
+    sr = dataset.sample_rate
+    clip_samples = int(round(dataset.clip_seconds * sr))
+    out: dict[str, dict[str, float]] = {}
+    for strategy in strategies:
+        out[strategy] = {}
+        for duration in durations:
+            rng = np.random.default_rng([seed, STRATEGIES.index(strategy), int(duration * 1000)])
+            hits, total = 0.0, 0
+            for clip in dataset.clips(split):
+                events = truth.get(clip.clip_id, [])
+                for mid in clip.labels:
+                    k = dataset.label_index[mid]
+                    spans = [(e["onset"], e["offset"]) for e in events if e["mid"] == mid]
+                    if strategy == "sed":
+                        start, _ = sed_anchor(frames[clip.clip_id][:, k], duration, clip_samples, sr, frame_rate)
+                        hits += segment_precision(start / sr, duration, spans)
+                    else:
+                        seg = int(round(duration * sr))
+                        hits += np.mean([segment_precision(random_start(seg, clip_samples, rng) / sr, duration, spans)
+                                         for _ in range(random_draws)])
+                    total += 1
+            out[strategy][str(float(duration))] = round(hits / max(total, 1), 4)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- mixing
+def energy(x: np.ndarray) -> np.ndarray:
+    return np.sum(np.asarray(x, dtype=np.float64) ** 2, axis=-1)
+
+
+def mix_sources(
+    sources: np.ndarray,
+    *,
+    n_targets: int = 1,
+    augmentation: str = "match-energy",
+    rng: np.random.Generator | None = None,
+    clamp: tuple[float, float] = (0.02, 50.0),
+    gain_db: float = 20.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mix J sources into one mixture whose target is the sum of the first ``n_targets``.
+
+    Args:
+        sources: ``(J, samples)`` anchors; J = 2, 3 or 4.
+        augmentation: ``none`` (plain sum), ``random-gain`` (each source scaled by U(±gain_db) dB) or
+            ``match-energy`` (each interferer j scaled by r = sqrt(E_target / E_j), clamped to ``clamp``:
+            0 dB mixtures, the paper's choice).
+
+    Returns:
+        ``(mixture (samples,), target (samples,), gains (J,))``. Silent interferers keep gain 0 rather than
+        dividing by zero; a silent target raises ``ValueError`` (callers skip such anchors beforehand).
+    """
+    sources = np.asarray(sources, dtype=np.float32)
+    J = sources.shape[0]
+    if not 2 <= J <= 4:
+        raise ValueError(f"mix 2, 3 or 4 sources, got {J}")
+    if not 1 <= n_targets < J:
+        raise ValueError(f"n_targets must be in 1 … J-1 = {J - 1}, got {n_targets}")
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augmentation!r}; choose from {AUGMENTATIONS}")
+    e = energy(sources)
+    if e[:n_targets].sum() <= EPS:
+        raise ValueError("the target anchor is silent")
+    gains = np.ones(J, dtype=np.float64)
+    if augmentation == "random-gain":
+        rng = rng or np.random.default_rng()
+        gains = 10 ** (rng.uniform(-gain_db, gain_db, size=J) / 20)
+    elif augmentation == "match-energy":
+        e_target = energy(sources[:n_targets].sum(axis=0))
+        for j in range(n_targets, J):
+            gains[j] = 0.0 if e[j] <= EPS else float(np.clip(math.sqrt(e_target / e[j]), *clamp))
+    scaled = sources * gains[:, None].astype(np.float32)
+    target = scaled[:n_targets].sum(axis=0)
+    mixture = scaled.sum(axis=0)
+    return mixture, target, gains
+
+
+def detected_sets(probs: np.ndarray, labels: Sequence[int], threshold: float) -> list[set[int]]:
+    """Classes the tagger detects (≥ θ) in each anchor, plus the anchor's own class."""
+    return [set(np.nonzero(p >= threshold)[0].tolist()) | {int(k)} for p, k in zip(probs, labels)]
+
+
+def group_disjoint(sets: Sequence[set[int]], n_sources: int, rng: np.random.Generator | None = None,
+                   ) -> list[list[int]]:
+    """Algorithm 1 step 3: for each anchor i (as target) pick ``n_sources − 1`` partners such that no two
+    anchors in the group share a detected class. Anchors without enough compatible partners are dropped.
+    Returns groups of anchor positions, target first."""
+    n = len(sets)
+    groups = []
+    for i in range(n):
+        order = [(i + d) % n for d in range(1, n)]
+        if rng is not None:
+            rng.shuffle(order)
+        group, used = [i], set(sets[i])
+        for j in order:
+            if len(group) == n_sources:
+                break
+            if not (sets[j] & used):
+                group.append(j)
+                used |= sets[j]
+        if len(group) == n_sources:
+            groups.append(group)
+    return groups
+
+
+def roll_groups(n: int, n_sources: int) -> list[list[int]]:
+    """The reference pairing without step 3: anchor i mixed with i+1 … i+J−1 (mod B)."""
+    return [[(i + d) % n for d in range(n_sources)] for i in range(n)]
+
+
+# ----------------------------------------------------------------------------------------------- cache
+class AnchorSet:
+    """A cached anchor set: one anchor per (clip, tag) of a split, with its condition vectors.
+
+    Files in ``folder``: ``anchors.npz`` (``clip``, ``label``, ``start``, ``score`` and one array per
+    condition type, e.g. ``cond_soft`` ``(anchors, classes)``, ``cond_embedding`` ``(anchors, H)``) and
+    ``anchors.json`` (dataset path, split, strategy, duration, sample rate, tagger, label list).
+    While mining, finished parts are kept in ``parts/`` so an interrupted run resumes where it stopped.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        meta_path = self.folder / "anchors.json"
+        if not meta_path.is_file():
+            raise DataError(f"{self.folder}: no cached anchor set (anchors.json); mine one first")
+        self.meta = json.loads(meta_path.read_text())
+        with np.load(self.folder / "anchors.npz") as z:
+            self.arrays = {k: z[k] for k in z.files}
+        self.clip = self.arrays["clip"]
+        self.label = self.arrays["label"]
+        self.start = self.arrays["start"]
+        self.score = self.arrays["score"]
+        self.paths: list[str] = self.meta["clip_paths"]
+        self.sample_rate = int(self.meta["sample_rate"])
+        self.segment = int(round(self.meta["duration"] * self.sample_rate))
+        self._files: dict[int, sf.SoundFile] = {}
+
+    def __len__(self) -> int:
+        return int(self.clip.shape[0])
+
+    @property
+    def condition_types(self) -> list[str]:
+        return [k[5:] for k in self.arrays if k.startswith("cond_")]
+
+    def conditions(self, kind: str) -> np.ndarray:
+        if f"cond_{kind}" not in self.arrays:
+            raise DataError(f"anchor set has no '{kind}' conditions (has: {', '.join(self.condition_types)})")
+        return self.arrays[f"cond_{kind}"]
+
+    def by_class(self) -> dict[int, np.ndarray]:
+        return {int(k): np.nonzero(self.label == k)[0] for k in np.unique(self.label)}
+
+    def segment_audio(self, i: int) -> np.ndarray:
+        """``(segment,)`` float32 audio of anchor ``i``, read from its clip file (no decoding of the rest)."""
+        path = self.paths[int(self.clip[i])]
+        with sf.SoundFile(path) as f:
+            if f.samplerate != self.sample_rate:
+                raise DataError(f"{path}: {f.samplerate} Hz, the anchor set expects {self.sample_rate} Hz")
+            f.seek(int(self.start[i]))
+            x = f.read(self.segment, dtype="float32", always_2d=True).mean(axis=1)
+        if x.shape[0] < self.segment:
+            x = np.pad(x, (0, self.segment - x.shape[0]))
+        return x
+
+
+def mine_anchor_set(
+    dataset,
+    split: str,
+    out_dir: str | os.PathLike,
+    *,
+    strategy: str = "sed",
+    duration: float = 2.0,
+    tagger=None,
+    condition_types: Sequence[str] = ("soft", "embedding"),
+    seed: int = 0,
+    part_size: int = 64,
+    exclude_classes: Sequence[str] = (),
+    progress: bool = True,
+) -> AnchorSet:
+    """Mine one anchor per (clip, tag) over a split and store it with its conditions (resumable).
+
+    ``tagger`` (a :class:`ussnb.taggers.Tagger` at the dataset's rate) gives the frame probabilities for
+    ``sed`` and the ``soft`` / ``embedding`` conditions of each anchor segment. ``exclude_classes`` (MIDs)
+    are left out entirely (zero-shot training holds them out)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    clips = dataset.clips(split)
+    excluded = {dataset.label_index[m] for m in exclude_classes if m in dataset.label_index}
+    if tagger is None and (strategy == "sed" or condition_types):
+        raise ValueError("a tagger is needed for the 'sed' strategy and for condition vectors")
+    sr = dataset.sample_rate
+    if tagger is not None and tagger.sample_rate != sr:
+        raise DataError(f"tagger runs at {tagger.sample_rate} Hz, the dataset at {sr} Hz")
+    settings = {"dataset": str(dataset.root), "split": split, "strategy": strategy, "duration": duration,
+                "seed": seed, "conditions": list(condition_types), "exclude": sorted(exclude_classes),
+                "tagger": getattr(tagger, "name", type(tagger).__name__) if tagger is not None else None}
+    settings_path = out / "settings.json"
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+        for p in parts.glob("*.npz"):  # different settings: start over
+            p.unlink()
+    settings_path.write_text(json.dumps(settings, indent=1))
+    n_parts = math.ceil(len(clips) / part_size)
+    bar = tqdm(total=len(clips), desc=f"mining anchors ({strategy}, τ={duration:g}s)", unit="clip",
+               disable=not progress)
+    for p in range(n_parts):
+        part_path = parts / f"part-{p:05d}.npz"
+        lo, hi = p * part_size, min(len(clips), (p + 1) * part_size)
+        if part_path.is_file():
+            bar.update(hi - lo)
+            continue
+        rng = np.random.default_rng([seed, p])
+        rows: dict[str, list] = {"clip": [], "label": [], "start": [], "score": []}
+        conds: dict[str, list] = {c: [] for c in condition_types}
+        for ci in range(lo, hi):
+            clip = clips[ci]
+            labels = [dataset.label_index[m] for m in clip.labels if dataset.label_index[m] not in excluded]
+            if not labels:
+                bar.update(1)
+                continue
+            wave = dataset.load(clip)
+            frames = None
+            if strategy == "sed":
+                frames = tagger.tag(wave).frames[0].numpy()
+            anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,
+                                getattr(tagger, "frame_rate", 100.0), clip=ci)
+            seg = int(round(duration * sr))
+            segs = np.stack([_crop(wave, a.start, seg) for a in anchors])
+            keep = energy(segs) > EPS  # silent anchors are skipped
+            if condition_types and keep.any():
+                with torch.inference_mode():
+                    tags = tagger.tag(segs[keep])
+                for c in condition_types:
+                    conds[c].append(_condition_from_tags(tags, c))
+            for a, ok in zip(anchors, keep):
+                if ok:
+                    rows["clip"].append(a.clip)
+                    rows["label"].append(a.label)
+                    rows["start"].append(a.start)
+                    rows["score"].append(a.score)
+            bar.update(1)
+        arrays = {k: np.asarray(v) for k, v in rows.items()}
+        for c in condition_types:
+            arrays[f"cond_{c}"] = np.concatenate(conds[c]).astype(np.float32) if conds[c] else np.zeros((0, 0), np.float32)
+        tmp = parts / f".part-{p:05d}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, part_path)
+    bar.close()
+    merged: dict[str, list] = {}
+    for p in range(n_parts):
+        with np.load(parts / f"part-{p:05d}.npz") as z:
+            for k in z.files:
+                if z[k].size or k in ("clip", "label", "start", "score"):
+                    merged.setdefault(k, []).append(z[k])
+    arrays = {k: np.concatenate(v) for k, v in merged.items()}
+    arrays["clip"] = arrays["clip"].astype(np.int64)
+    arrays["label"] = arrays["label"].astype(np.int64)
+    arrays["start"] = arrays["start"].astype(np.int64)
+    arrays["score"] = arrays["score"].astype(np.float32)
+    np.savez(out / "anchors.tmp.npz", **arrays)
+    os.replace(out / "anchors.tmp.npz", out / "anchors.npz")
+    meta = settings | {"sample_rate": sr, "labels": dataset.labels, "clip_paths": [str(c.path) for c in clips],
+                       "clip_ids": [c.clip_id for c in clips], "n_anchors": int(arrays["clip"].shape[0]),
+                       "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out / "anchors.json").write_text(json.dumps(meta))
+    return AnchorSet(out)
+
+
+def _crop(wave: np.ndarray, start: int, seg: int) -> np.ndarray:
+    x = wave[start:start + seg]
+    return np.pad(x, (0, seg - x.shape[0])) if x.shape[0] < seg else x
+
+
+def _condition_from_tags(tags, kind: str) -> np.ndarray:
+    if kind == "soft":
+        return tags.clip.detach().cpu().numpy()
+    if kind == "embedding":
+        return tags.embedding.detach().cpu().numpy()
+    raise ValueError(f"cannot cache condition type {kind!r} (cache 'soft' or 'embedding')")
+
+
+# ----------------------------------------------------------------------------------------------- batches
+@dataclass
+class MixtureBatch:
+    """A training batch: ``mixture`` and ``target`` ``(batch, samples)``, the target's class ``label``
+    ``(batch,)`` and ``condition`` ``(batch, dim)`` (the oracle condition of the target anchor)."""
+
+    mixture: np.ndarray
+    target: np.ndarray
+    label: np.ndarray
+    condition: np.ndarray | None
+    sources: np.ndarray | None = None
+
+
+def batch_from_cache(
+    anchors: AnchorSet,
+    picks: Sequence[int],
+    *,
+    n_sources: int = 2,
+    augmentation: str = "match-energy",
+    condition: str | None = "soft",
+    rng: np.random.Generator | None = None,
+    step3_threshold: float | None = None,
+) -> MixtureBatch:
+    """Assemble mixtures from cached anchors ``picks`` (distinct classes, e.g. from a balanced sampler):
+    read the segments, group them (rolling, or disjoint detected classes when ``step3_threshold`` is set
+    — using the cached ``soft`` tags), mix. Silent anchors and anchors without partners are skipped."""
+    rng = rng or np.random.default_rng()
+    segs = np.stack([anchors.segment_audio(i) for i in picks])
+    labels = anchors.label[list(picks)]
+    ok = energy(segs) > EPS
+    segs, labels, idx = segs[ok], labels[ok], np.asarray(picks)[ok]
+    if step3_threshold is not None:
+        sets = detected_sets(anchors.conditions("soft")[idx], labels, step3_threshold)
+        groups = group_disjoint(sets, n_sources, rng)
+    else:
+        groups = roll_groups(len(idx), n_sources) if len(idx) >= n_sources else []
+    mixes, targets, labs, conds = [], [], [], []
+    for g in groups:
+        m, t, _ = mix_sources(segs[g], augmentation=augmentation, rng=rng)
+        mixes.append(m)
+        targets.append(t)
+        labs.append(labels[g[0]])
+        if condition is not None:
+            conds.append(anchors.conditions(condition)[idx[g[0]]] if condition != "onehot"
+                         else np.eye(len(anchors.meta["labels"]), dtype=np.float32)[labels[g[0]]])
+    if not mixes:
+        raise DataError("no mixture could be formed from this batch (all silent or no disjoint partners)")
+    return MixtureBatch(np.stack(mixes), np.stack(targets), np.asarray(labs),
+                        np.stack(conds) if conds else None)
+
+
+def batch_on_the_fly(
+    dataset,
+    split: str,
+    picks: Sequence[tuple[int, int]],
+    tagger,
+    *,
+    duration: float = 2.0,
+    strategy: str = "sed",
+    n_sources: int = 2,
+    augmentation: str = "match-energy",
+    condition: str = "soft",
+    rng: np.random.Generator | None = None,
+) -> MixtureBatch:
+    """Algorithm 1 without a cache: load the sampled clips, run the tagger for frame probabilities, mine,
+    tag the anchors for their conditions, mix. ``picks`` are ``(class, clip)`` pairs of a balanced sampler."""
+    import torch
+
+    rng = rng or np.random.default_rng()
+    clips = dataset.clips(split)
+    waves = [dataset.load(clips[c]) for _, c in picks]
+    sr = dataset.sample_rate
+    seg = int(round(duration * sr))
+    frames = None
+    if strategy == "sed":
+        with torch.inference_mode():
+            frames = tagger.tag(np.stack(waves)).frames.numpy()
+    segs = []
+    for b, ((k, c), wave) in enumerate(zip(picks, waves)):
+        a = mine_clip(strategy, [k], wave.shape[0], sr, duration, rng, None if frames is None else frames[b],
+                      tagger.frame_rate, clip=c)[0]
+        segs.append(_crop(wave, a.start, seg))
+    segs = np.stack(segs)
+    with torch.inference_mode():
+        tags = tagger.tag(segs)
+    conds = _condition_from_tags(tags, condition)
+    labels = np.asarray([k for k, _ in picks])
+    mixes, targets = [], []
+    for g in roll_groups(len(picks), n_sources):
+        m, t, _ = mix_sources(segs[g], augmentation=augmentation, rng=rng)
+        mixes.append(m)
+        targets.append(t)
+    return MixtureBatch(np.stack(mixes), np.stack(targets), labels, conds)
+
+
+__all__ = [
+    "AUGMENTATIONS", "Anchor", "AnchorSet", "MixtureBatch", "STRATEGIES", "anchor_scores", "batch_from_cache",
+    "batch_on_the_fly", "clamp_start", "detected_sets", "group_disjoint", "mine_anchor_set", "mine_clip",
+    "mix_sources", "random_start", "roll_groups", "sed_anchor", "segment_precision",
+]
+
