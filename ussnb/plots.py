@@ -106,3 +106,53 @@ def weak_clip(
     axes[-1].set_xlabel("time (s)")
     fig.tight_layout()
     return save(fig, path)
+
+
+def training_curves(history: Sequence[Mapping], keys: Sequence[str] = ("loss",), *, eval_keys: Sequence[str] = (),
+                    references: Mapping[str, float] | None = None, title: str = "", path=None):
+    """Loss per step (smoothed) on the left axis, evaluation figures (e.g. validation mAP / SDRi) on the right,
+    with optional horizontal reference lines (e.g. the x/2 floor and the IRM ceiling)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    steps = np.array([h["step"] for h in history])
+    for key in keys:
+        vals = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        ax.plot(steps, vals, color="0.75", lw=0.6)
+        w = max(1, len(vals) // 50)
+        if len(vals) >= w:
+            smooth = np.convolve(vals, np.ones(w) / w, mode="valid")
+            ax.plot(steps[w - 1:], smooth, label=f"{key} (smoothed)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(", ".join(keys))
+    if eval_keys:
+        ax2 = ax.twinx()
+        for i, key in enumerate(eval_keys):
+            pts = [(h["step"], h[key]) for h in history if key in h]
+            if pts:
+                ax2.plot(*zip(*pts), "o-", color=f"C{i + 1}", label=key)
+        for j, (name, value) in enumerate((references or {}).items()):
+            ax2.axhline(value, ls="--", color=f"C{j + 4}", lw=1, label=name)
+        ax2.set_ylabel(", ".join(eval_keys))
+        ax2.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str = "", title: str = "", path=None):
+    """Grouped bars: ``values[group][series]``."""
+    plt = _plt()
+    groups = list(values)
+    series = list(dict.fromkeys(s for g in groups for s in values[g]))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(series)) / 2, 3.2))
+    width = 0.8 / max(1, len(series))
+    for i, s in enumerate(series):
+        ax.bar(np.arange(len(groups)) + i * width, [values[g].get(s, np.nan) for g in groups], width, label=s)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2)
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)

@@ -1,0 +1,135 @@
+# %% [markdown]
+# # 01 · Weak labels and sound event detection
+#
+# **Weak vs strong labels.** A *strong* label says *when* a sound happens (onset, offset, class); a *weak*
+# label only says *that* it happens somewhere in the clip. AudioSet has weak labels only — yet the separator
+# needs short segments that contain the labelled sound (anchors). The bridge is a **sound event detection**
+# (SED) model trained from weak labels alone: it outputs frame probabilities $p_{SED}(t,k)$ and pools them
+# into a clip probability, and only the clip probability meets the labels in the loss (paper eq. 2):
+#
+# $$\mathcal{L} = -\sum_{k=1}^{K} y_k \log f(x)_k + (1-y_k)\log(1-f(x)_k), \qquad f(x)_k = \operatorname{pool}_t\, p_{SED}(t,k)$$
+#
+# With max or attention pooling, the cheapest way to predict "dog somewhere in the clip" is to fire where the
+# dog is — so the frames learn to localise without ever being told where. On the starter set we *can check*
+# this: its true event times were kept aside.
+#
+# This stage trains the kit's own small SED model (`starter-sed`) on the run's dataset, or loads a pretrained
+# AudioSet tagger (`efficientat-mn04` with the real EfficientAT weights; `panns-cnn14` if its checkpoint is
+# on disk), and writes the tagger later stages use.
+
+# %% tags=["parameters"]
+tagger: str = "starter-sed"  # starter-sed | efficientat-mn04 | panns-cnn14 | panns-cnn14-decisionlevelmax
+sed_steps: int = 1500  # training steps of starter-sed
+sed_batch_size: int = 16  # distinct classes per balanced batch
+sed_lr: float = 0.001  # AdamW learning rate
+sed_pooling: str = "attention"  # attention | max : frames -> clip probability
+sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 = off
+sed_eval_every: int = 250  # validation mAP every N steps
+seed: int = 0  # seed of initialisation and sampling
+data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
+stage_dir: str = "runs/dev/01_weak_labels_and_sed"  # this stage's output folder
+INTERACTIVE: bool = True  # False under papermill: no widgets
+
+# %%
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import Audio, display
+
+from ussnb import data, plots
+from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
+from ussnb.taggers.training import ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
+from ussnb.taggers.sed import SedCnn
+
+torch.set_num_threads(2)
+stage = Path(stage_dir)
+(stage / "figures").mkdir(parents=True, exist_ok=True)
+ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+print(ds)
+
+# %% [markdown]
+# ## Train (or load) the tagger
+# Balanced batches: each batch holds `sed_batch_size` *distinct* classes, one clip each — the same sampler the
+# separator will use. Checkpoints are atomic; re-running resumes.
+
+# %%
+t0 = time.time()
+model_cfg = {"pooling": sed_pooling}
+if tagger == "starter-sed":
+    cfg = SedTrainConfig(steps=sed_steps, batch_size=sed_batch_size, lr=sed_lr, mixup=sed_mixup,
+                         eval_every=sed_eval_every, checkpoint_every=sed_eval_every, seed=seed, model=model_cfg)
+    model, history = train_sed(ds, stage, cfg, progress=True)
+    save_stage_tagger(stage, "starter-sed", ds.labels, checkpoint="tagger.pt")
+    plots.training_curves(history, ("loss",), eval_keys=("val_map",), title="SED from weak labels: BCE on clip output",
+                          path=stage / "figures" / "training.png")
+    torch.manual_seed(seed)
+    baseline = SedCnn(classes=len(ds.labels), sample_rate=ds.sample_rate, labels=ds.labels, **model_cfg).eval()
+else:
+    save_stage_tagger(stage, tagger, ds.labels)
+    model = build_run_tagger(tagger, ds.labels)
+    history = []
+    from ussnb.taggers import build_tagger
+    from ussnb.taggers.stage import DatasetTagger, audioset_columns
+
+    torch.manual_seed(seed)
+    baseline = DatasetTagger(build_tagger(tagger).eval(), audioset_columns(ds.labels), ds.labels)
+train_minutes = (time.time() - t0) / 60
+print(f"tagger ready in {train_minutes:.1f} min")
+
+# %% [markdown]
+# ## Does it tag, and does it localise?
+# mAP on the test clips (tags), and — against the hidden true event times — frame AUC (over all test frames,
+# and within the clips tagged with the class, i.e. *when* given *what*) and segment-based F1 on 1 s segments.
+# The same architecture with random weights is the reference a trained model must clearly beat.
+
+# %%
+test_cache = ClipCache(ds, "test")
+pred = predict(model, ds, "test", cache=test_cache, progress=True)
+scores = evaluate_tagger(model, ds, "test", predictions=pred)
+random_scores = evaluate_tagger(baseline, ds, "test", cache=test_cache)
+table = {k: {"trained": scores[k], "random weights": random_scores.get(k, float("nan"))} for k in scores}
+for k, v in table.items():
+    print(f"{k:32s} trained {v['trained']:.3f}   random weights {v['random weights']:.3f}")
+plots.bars(table, title=f"{tagger} on {ds.name} test", path=stage / "figures" / "tagging_vs_random.png");
+
+# %% [markdown]
+# ## Frame probabilities against the true event times
+# The paper's picture of SED from weak labels: the log-mel of a test clip, its tags, the true event times
+# (green) and the frame probabilities $p_{SED}(t,k)$ of its tags.
+
+# %%
+truth = ds.true_events("test") if (ds.root / "events.jsonl").is_file() else {}
+clips = ds.clips("test")
+order = np.argsort([-len(c.labels) for c in clips], kind="stable")[:3]
+for n, i in enumerate(order):
+    clip = clips[i]
+    probs = {m: pred["frames"][i][:, ds.label_index[m]].astype(np.float32) for m in clip.labels}
+    plots.weak_clip(test_cache(i), ds.sample_rate, clip.labels, events=truth.get(clip.clip_id), names=ds.label_names,
+                    frame_probs=probs, title=f"{clip.clip_id}: frame probabilities of its tags",
+                    path=stage / "figures" / f"sed_clip_{n}.png")
+display(Audio(test_cache(int(order[0])), rate=ds.sample_rate))
+
+# %%
+if INTERACTIVE:
+    import ipywidgets as widgets
+
+    picker = widgets.Dropdown(options=[(c.clip_id, i) for i, c in enumerate(clips)], description="clip")
+
+    def show(i):
+        clip = clips[i]
+        probs = {m: pred["frames"][i][:, ds.label_index[m]].astype(np.float32) for m in clip.labels}
+        plots.weak_clip(test_cache(i), ds.sample_rate, clip.labels, events=truth.get(clip.clip_id),
+                        names=ds.label_names, frame_probs=probs)
+
+    widgets.interact(show, i=picker)
+
+# %%
+metrics = {"tagger": tagger, "train_minutes": round(train_minutes, 2), **{k: round(v, 4) for k, v in scores.items()},
+           **{f"random_{k}": round(v, 4) for k, v in random_scores.items()}}
+if history:
+    metrics["val_map_curve"] = [[h["step"], h["val_map"]] for h in history if "val_map" in h]
+(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+metrics
