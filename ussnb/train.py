@@ -1,0 +1,478 @@
+"""Training the query-conditioned separator from cached anchors (paper §3, Algorithm 1 → eq. 8).
+
+Each step: B distinct classes are sampled (balanced), one cached anchor each; anchors are mixed J at a time
+(energy-matched by default); the separator f(x, c) is asked for the target given its condition c (the
+*oracle* condition of the clean target anchor, as in the paper); the loss compares waveforms:
+
+    L1:       ‖f(x, c) − s‖₁                (the paper, eq. 8)
+    neg-sdr:  −10·log10(‖s‖² / ‖s − f(x, c)‖²)  (scale-aware SDR; learns faster on the CPU, see the notes)
+
+Validation: a fixed set of mixtures from the validation anchors, scored in SDRi every ``val_every`` steps,
+beside the trivial floor (x/2) and the ideal-ratio-mask ceiling on the very same mixtures.
+
+Checkpoints (``state.pt``) are atomic and carry model config, optimizer, scheduler, step, sampler position
+and every RNG state: a run killed at any moment resumes with exactly the losses of an uninterrupted run.
+Multi-process training: ``torchrun --nproc_per_node N -m ussnb.train ...`` (DistributedDataParallel; each
+rank takes its shard ``batch[rank::world]`` of the same balanced global batch; gloo on the CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .anchors import AnchorSet, detected_sets, group_disjoint, mix_sources, roll_groups
+from .audio import resample
+from .errors import DataError
+from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
+from .queries import CONDITION_TYPES, LEARNABLE
+from .trainutil import capture_rng, load_state, restore_rng, save_state, seed_everything, warmup_lambda
+
+
+@dataclass
+class TrainConfig:
+    separator: str = "meltcn"  # registry name (meltcn | resunet30 | resunet60 | unet | resunet)
+    separator_preset: str | None = "default"  # size preset of that separator (None: separator_config only)
+    separator_config: dict = field(default_factory=dict)  # constructor overrides
+    condition: str = "soft"  # onehot | soft | embedding | finetune | shortcut | adaptor
+    steps: int = 3000
+    batch_size: int = 16  # distinct classes per step
+    lr: float = 3e-3
+    schedule: str = "linear-cosine"  # constant | paper | linear-cosine
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    loss: str = "neg-sdr"  # l1 | neg-sdr
+    n_sources: int = 2  # J sources per mixture (2-4)
+    augmentation: str = "match-energy"  # none | random-gain | match-energy
+    step3_threshold: float | None = None  # Algorithm 1 step 3 (re-pair so no detected class is shared)
+    both_targets: bool = True  # a 2-source mixture trains both of its queries
+    speed_perturb: float = 0.0  # ±fraction of random speed change of each anchor (0 = off)
+    min_rms_db: float = -40.0  # anchors quieter than this (RMS, dBFS) count as silent and are skipped
+    val_every: int = 250
+    val_mixtures: int = 200
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+class AnchorAudio:
+    """All anchor segments of an :class:`AnchorSet` at one sample rate, in memory (int16), cached on disk
+    as ``audio_<rate>.npy`` beside the anchors so every run after the first starts at once."""
+
+    def __init__(self, anchors: AnchorSet, sample_rate: int, progress: bool = True):
+        from tqdm.auto import tqdm
+
+        self.anchors, self.sample_rate = anchors, int(sample_rate)
+        path = anchors.folder / f"audio_{self.sample_rate}.npy"
+        if path.is_file():
+            self.data = np.load(path, mmap_mode=None)
+        else:
+            seg = int(round(anchors.meta["duration"] * self.sample_rate))
+            data = np.zeros((len(anchors), seg), dtype=np.int16)
+            for i in tqdm(range(len(anchors)), desc=f"caching anchor audio at {self.sample_rate} Hz",
+                          disable=not progress):
+                x = anchors.segment_audio(i)
+                if anchors.sample_rate != self.sample_rate:
+                    x = resample(x, anchors.sample_rate, self.sample_rate)
+                x = x[:seg] if x.shape[0] >= seg else np.pad(x, (0, seg - x.shape[0]))
+                data[i] = np.clip(np.round(x * 32767), -32767, 32767).astype(np.int16)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, data)
+            os.replace(tmp, path)
+            self.data = data
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.data[idx].astype(np.float32) / 32767
+
+
+def _speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """Resample by linear interpolation (a speed/pitch change), cropped/padded to the same length."""
+    n = x.shape[-1]
+    t = torch.from_numpy(x)[None, None]
+    y = F.interpolate(t, size=max(2, int(round(n / factor))), mode="linear", align_corners=False)[0, 0].numpy()
+    return y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
+
+
+class MixtureSampler:
+    """Balanced batches of cached anchors → mixtures, targets and conditions (all NumPy)."""
+
+    def __init__(self, anchors: AnchorSet, audio: AnchorAudio, cfg: TrainConfig, *, rank: int = 0, world: int = 1):
+        self.anchors, self.audio, self.cfg = anchors, audio, cfg
+        loud = rms_db(audio[np.arange(len(anchors))]) > cfg.min_rms_db  # quiet anchors are left out up front
+        self.n_quiet = int((~loud).sum())
+        self.by_class = {k: v[loud[v]] for k, v in anchors.by_class().items() if loud[v].any()}
+        self.classes = sorted(self.by_class)
+        if len(self.classes) < max(cfg.n_sources, 2):
+            raise DataError(f"the anchor set has {len(self.classes)} classes; mixing needs ≥ {cfg.n_sources}")
+        self.batch = min(cfg.batch_size, len(self.classes))
+        if self.batch % world:
+            raise DataError(f"batch size {self.batch} is not divisible by the {world} processes")
+        self.rng = np.random.default_rng(cfg.seed)  # same on every rank: the same global batch
+        self.local = np.random.default_rng([cfg.seed, 1000 + rank])  # per-rank augmentation randomness
+        self.rank, self.world = rank, world
+        self.queue: list[int] = []
+        n_classes = len(anchors.meta["labels"])
+        self.n_classes = n_classes
+
+    def state_dict(self) -> dict:
+        return {"queue": list(self.queue)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.queue = list(state["queue"])
+
+    def _classes(self) -> list[int]:
+        chosen: list[int] = []
+        while len(chosen) < self.batch:
+            if not self.queue:
+                self.queue = [int(k) for k in self.rng.permutation(self.classes)]
+            k = self.queue.pop()
+            if k in chosen:  # keep it for the next batch
+                self.queue.insert(0, k)
+                continue
+            chosen.append(k)
+        return chosen
+
+    def next(self, tries: int = 10) -> dict[str, np.ndarray]:
+        """The next batch (a batch that formed no mixture — all pairs degenerate — is drawn again)."""
+        for _ in range(tries - 1):
+            try:
+                return self._next()
+            except DataError:
+                continue
+        return self._next()
+
+    def _next(self) -> dict[str, np.ndarray]:
+        classes = self._classes()
+        picks = np.array(pick_compatible(self.anchors, self.by_class, classes, self.rng))
+        picks = picks[self.rank::self.world]
+        segs = self.audio[picks]
+        if self.cfg.speed_perturb > 0:
+            p = self.cfg.speed_perturb
+            segs = np.stack([_speed(s, f) for s, f in zip(segs, self.local.uniform(1 - p, 1 + p, len(segs)))])
+        labels = self.anchors.label[picks]
+        J = self.cfg.n_sources
+        if self.cfg.step3_threshold is not None:
+            groups = group_disjoint(detected_sets(self.anchors.conditions("soft")[picks], labels,
+                                                  self.cfg.step3_threshold), J, self.local)
+        else:
+            groups = roll_groups(len(picks), J) if len(picks) >= J else []
+        mixtures, targets, anchor_ids = [], [], []
+        for g in groups:
+            if any(abs(correlation(segs[g[0]], segs[j])) > 0.5 for j in g[1:]):
+                continue  # the same source event in two anchors: not a separation problem
+            mixture, target, gains = mix_sources(segs[g], augmentation=self.cfg.augmentation, rng=self.local)
+            peak = float(np.abs(mixture).max())
+            scale = 0.9 / peak if peak > 0.9 else 1.0
+            mixtures.append(mixture * scale)
+            targets.append(target * scale)
+            anchor_ids.append(picks[g[0]])
+            if self.cfg.both_targets and J == 2:  # the same mixture, queried for its other source
+                mixtures.append(mixture * scale)
+                targets.append((mixture - target) * scale)
+                anchor_ids.append(picks[g[1]])
+        if not mixtures:
+            raise DataError("no mixture could be formed from this batch")
+        return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
+                "anchor": np.asarray(anchor_ids)}
+
+
+def condition_vectors(anchors: AnchorSet, ids: np.ndarray, kind: str) -> np.ndarray:
+    """Cached conditions of anchors ``ids`` (``onehot`` built from their labels)."""
+    if kind == "onehot":
+        return np.eye(len(anchors.meta["labels"]), dtype=np.float32)[anchors.label[ids]]
+    return anchors.conditions(kind)[ids].astype(np.float32)
+
+
+def condition_size(anchors: AnchorSet, kind: str, query_net=None) -> int:
+    if kind == "onehot":
+        return len(anchors.meta["labels"])
+    if kind in LEARNABLE:
+        return int(query_net.dim)
+    return int(anchors.conditions(kind).shape[1])
+
+
+def clip_tags(anchors: AnchorSet) -> dict[int, set[int]]:
+    """Clip → the classes it is tagged with (every tag of a clip has an anchor)."""
+    tags: dict[int, set[int]] = {}
+    for c, k in zip(anchors.clip.tolist(), anchors.label.tolist()):
+        tags.setdefault(c, set()).add(k)
+    return tags
+
+
+def pick_compatible(anchors: AnchorSet, by_class: dict[int, np.ndarray], classes: list[int],
+                    rng: np.random.Generator, tries: int = 8) -> list[int]:
+    """One anchor per class such that no two come from the same clip and no anchor's clip is tagged with
+    another class of the batch (so an interferer does not hold the target's class — weak labels permitting).
+    Falls back to any anchor of the class after ``tries`` attempts."""
+    tags = getattr(anchors, "_clip_tags", None)
+    if tags is None:
+        tags = anchors._clip_tags = clip_tags(anchors)
+    chosen_set = set(classes)
+    used_clips: set[int] = set()
+    picks = []
+    for k in classes:
+        pool = by_class[k]
+        pick = int(pool[rng.integers(len(pool))])
+        for _ in range(tries):
+            clip = int(anchors.clip[pick])
+            if clip not in used_clips and not (tags[clip] - {k}) & chosen_set:
+                break
+            pick = int(pool[rng.integers(len(pool))])
+        used_clips.add(int(anchors.clip[pick]))
+        picks.append(pick)
+    return picks
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return float(np.dot(a, b) / (np.sqrt(np.dot(a, a) * np.dot(b, b)) + 1e-20))
+
+
+def rms_db(x: np.ndarray) -> np.ndarray:
+    """RMS level in dBFS over the last axis."""
+    return 10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2, axis=-1) + 1e-20)
+
+
+def validation_set(anchors: AnchorSet, audio: AnchorAudio, n: int, seed: int, n_fft: int, hop: int,
+                   min_rms_db: float = -40.0) -> dict:
+    """A fixed set of 0 dB two-class mixtures from validation anchors (deterministic from ``seed``), with
+    the floor (x/2) and IRM ceiling computed once on the same mixtures."""
+    rng = np.random.default_rng([seed, 7])
+    loud = rms_db(audio[np.arange(len(anchors))]) > min_rms_db
+    by_class = {k: v[loud[v]] for k, v in anchors.by_class().items() if loud[v].any()}
+    classes = sorted(by_class)
+    if len(classes) < 2:
+        raise DataError("the validation anchors hold fewer than 2 classes")
+    mixtures, targets, ids, labels = [], [], [], []
+    order: list[int] = []
+    while len(mixtures) < n:
+        if not order:
+            order = [int(k) for k in rng.permutation(classes)]
+        a = order.pop()
+        b = int(rng.choice([k for k in classes if k != a]))
+        ia, ib = pick_compatible(anchors, by_class, [a, b], rng, tries=50)
+        sa, sb = audio[ia], audio[ib]
+        if abs(correlation(sa, sb)) > 0.5:  # the same source event reached both anchors (small datasets)
+            continue
+        mixture, target, _ = mix_sources(np.stack([sa, sb]), augmentation="match-energy")
+        peak = float(np.abs(mixture).max())
+        scale = 0.9 / peak if peak > 0.9 else 1.0
+        mixtures.append(mixture * scale)
+        targets.append(target * scale)
+        ids.append(ia)
+        labels.append(a)
+    out = {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
+           "anchor": np.asarray(ids), "label": np.asarray(labels)}
+    refs = reference_scores(out["target"], out["mixture"], n_fft, hop)
+    out["floor"] = class_aggregate(refs["trivial_sdri"], labels)
+    out["irm"] = class_aggregate(refs["irm_sdri"], labels)
+    return out
+
+
+@torch.inference_mode()
+def separate_batch(model, mixture: np.ndarray, condition: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    outs = []
+    for i in range(0, len(mixture), batch_size):
+        x = torch.from_numpy(mixture[i:i + batch_size])[:, None]
+        c = torch.from_numpy(condition[i:i + batch_size])
+        outs.append(model(x, c)[:, 0].numpy())
+    return np.concatenate(outs)
+
+
+def score(model, val: dict, conditions: np.ndarray) -> dict:
+    was = model.training
+    model.eval()
+    est = separate_batch(model, val["mixture"], conditions)
+    model.train(was)
+    values = sdri(val["target"], est, val["mixture"])
+    agg = class_aggregate(values, val["label"].tolist())
+    return {"sdri_mean": agg["mean"], "sdri": agg["median_then_mean"], "values": values}
+
+
+def _loss(kind: str, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind == "l1":
+        return (est - target).abs().mean()
+    if kind == "neg-sdr":
+        return -sdr_torch(target, est, eps=1e-8).mean()
+    raise ValueError(f"unknown loss {kind!r}; use 'l1' or 'neg-sdr'")
+
+
+def train_separator(
+    anchors_dir: str | os.PathLike,
+    val_anchors_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | dict | None = None,
+    *,
+    query_net=None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> tuple[torch.nn.Module, list[dict]]:
+    """Train a separator on a cached anchor set; resumes from ``out_dir/state.pt``.
+
+    Writes ``out_dir/separator.pt`` (loadable with :func:`ussnb.separators.load_separator`; also records the
+    condition type, the anchors' tagger and labels), ``history.json`` and ``validation.json`` (floor/IRM).
+    ``stop_after`` ends this call after that many steps *without* finishing the run (for tests of resuming).
+    """
+    from tqdm.auto import tqdm
+
+    from .separators import build_separator, save_separator
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+    if cfg.condition not in CONDITION_TYPES:
+        raise ValueError(f"unknown condition {cfg.condition!r}; choose from {CONDITION_TYPES}")
+    if cfg.condition in LEARNABLE and query_net is None:
+        raise ValueError(f"condition '{cfg.condition}' needs a query_net (a learnable ussnb.queries.QueryNet)")
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    anchors = AnchorSet(anchors_dir)
+    model = build_separator(cfg.separator, cfg.separator_preset,
+                            **{"condition_size": condition_size(anchors, cfg.condition, query_net),
+                               **cfg.separator_config})
+    sr = int(model.sample_rate)
+    audio = AnchorAudio(anchors, sr, progress=progress and rank == 0)
+    if cfg.condition in LEARNABLE:
+        if query_net.sample_rate != sr:
+            raise ValueError(f"learnable conditions need the separator at the tagger's rate ({query_net.sample_rate} Hz)")
+        query_net.train()
+    sampler = MixtureSampler(anchors, audio, cfg, rank=rank, world=world)
+    params = list(model.parameters()) + ([p for p in query_net.parameters() if p.requires_grad] if query_net else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(cfg.schedule, cfg.warmup_steps, cfg.steps))
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist else model
+
+    val = None
+    if val_anchors_dir is not None and rank == 0:
+        val_anchors = AnchorSet(val_anchors_dir)
+        val_audio = AnchorAudio(val_anchors, sr, progress=progress)
+        n_fft = int(getattr(model, "config", {}).get("n_fft", 2048))
+        hop = int(getattr(model, "config", {}).get("hop", 320))
+        val = validation_set(val_anchors, val_audio, cfg.val_mixtures, cfg.seed, n_fft, hop, cfg.min_rms_db)
+        val_cond = (condition_vectors(val_anchors, val["anchor"], cfg.condition) if cfg.condition not in LEARNABLE
+                    else None)
+        (out / "validation.json").write_text(json.dumps(
+            {"floor_sdri": val["floor"]["median_then_mean"], "irm_sdri": val["irm"]["median_then_mean"],
+             "floor_sdri_mean": val["floor"]["mean"], "irm_sdri_mean": val["irm"]["mean"],
+             "n_mixtures": len(val["label"])}, indent=1))
+
+    history: list[dict] = []
+    step = 0
+    state_path = out / "state.pt"
+    state = load_state(state_path)
+    if state is not None:
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{state_path} was written with another configuration; delete it to start over")
+        model.load_state_dict(state["model"])
+        if query_net is not None and state.get("query_net") is not None:
+            query_net.load_state_dict(state["query_net"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        restore_rng(state["rng"], {"sampler": sampler.rng, "local": sampler.local})
+        history, step = state["history"], state["step"]
+
+    def checkpoint():
+        if rank == 0:
+            save_state(state_path, config=asdict(cfg), model=model.state_dict(),
+                       query_net=query_net.state_dict() if query_net is not None else None,
+                       optimizer=opt.state_dict(), scheduler=sched.state_dict(), sampler=sampler.state_dict(),
+                       rng=capture_rng({"sampler": sampler.rng, "local": sampler.local}), history=history, step=step)
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"training {cfg.separator} ({cfg.condition})", unit="step",
+               disable=not progress or rank != 0)
+    model.train()
+    t0, steps_this_call = time.time(), 0
+    while step < cfg.steps:
+        batch = sampler.next()
+        x = torch.from_numpy(batch["mixture"])[:, None]
+        s = torch.from_numpy(batch["target"])[:, None]
+        if cfg.condition in LEARNABLE:
+            c = query_net(torch.from_numpy(audio[batch["anchor"]]))
+        else:
+            c = torch.from_numpy(condition_vectors(anchors, batch["anchor"], cfg.condition))
+        est = ddp_model(x, c)
+        loss = _loss(cfg.loss, est, s)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
+        opt.step()
+        sched.step()
+        step += 1
+        steps_this_call += 1
+        record: dict[str, Any] = {"step": step, "loss": round(loss.item(), 6), "lr": sched.get_last_lr()[0],
+                                  "grad_norm": round(float(grad_norm), 4)}
+        if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            if val_cond is None:
+                with torch.inference_mode():
+                    val_c = query_net(torch.from_numpy(val_audio[val["anchor"]])).numpy()
+            else:
+                val_c = val_cond
+            sc = score(model, val, val_c)
+            record["val_sdri"] = round(sc["sdri"], 4)
+            record["val_sdri_mean"] = round(sc["sdri_mean"], 4)
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", **({"val_SDRi": f"{record['val_sdri']:.2f}"} if "val_sdri" in record else {}))
+        bar.update(1)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint()
+        if stop_after is not None and steps_this_call >= stop_after:
+            bar.close()
+            return model, history
+    bar.close()
+    if rank == 0:
+        model.eval()
+        extra = {"condition": cfg.condition, "labels": anchors.meta["labels"], "tagger": anchors.meta.get("tagger"),
+                 "train_config": asdict(cfg), "steps": step}
+        if query_net is not None:
+            extra["query_net_state"] = {k: v.cpu() for k, v in query_net.state_dict().items()}
+        save_separator(out / "separator.pt", model, **extra)
+        (out / "history.json").write_text(json.dumps({"history": history,
+                                                      "seconds_this_call": round(time.time() - t0, 1)}))
+    return model, history
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ussnb.train --anchors DIR [--val-anchors DIR] --out DIR [--config JSON]``; under
+    ``torchrun`` every process joins a (gloo on CPU) process group first."""
+    parser = argparse.ArgumentParser(prog="python -m ussnb.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--anchors", required=True, help="cached training anchor set (stage 02 output)")
+    parser.add_argument("--val-anchors", help="cached validation anchor set")
+    parser.add_argument("--out", required=True, help="output folder (state.pt, separator.pt, history.json)")
+    parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON (or a path to a JSON file)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    args = parser.parse_args(argv)
+    text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
+    cfg = TrainConfig(**json.loads(text))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        torch.distributed.init_process_group("gloo")
+    try:
+        _, history = train_separator(args.anchors, args.val_anchors, args.out, cfg,
+                                     progress=int(os.environ.get("RANK", "0")) == 0)
+        rank = int(os.environ.get("RANK", "0"))
+        param_sum = float(sum(p.double().sum() for p in _.parameters()))
+        (Path(args.out) / f"losses_rank{rank}.json").write_text(
+            json.dumps({"losses": [h["loss"] for h in history], "param_sum": param_sum}))
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
