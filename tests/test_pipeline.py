@@ -56,8 +56,12 @@ def test_runs_in_order_passes_folders_and_skips_done(toy_notebooks, tmp_path, ca
     capsys.readouterr()
     run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 5}, notebooks_dir=toy_notebooks)
     assert capsys.readouterr().out.count("skipped") == 2
-    run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 6}, notebooks_dir=toy_notebooks, stages=["00"])
+    capsys.readouterr()
+    run_pipeline(str(toy_notebooks / "toy.yaml"), run, overrides={"n_train": 6}, notebooks_dir=toy_notebooks)
     assert json.loads((run / "00_data" / "metrics.json").read_text())["n"] == 6
+    # stage 01's own parameters did not change, but its input did: it re-runs too
+    assert json.loads((run / "01_weak_labels_and_sed" / "metrics.json").read_text()) == {"twice": 12}
+    assert "skipped" not in capsys.readouterr().out
 
 
 def test_unknown_parameter_fails_before_running(toy_notebooks, tmp_path):

@@ -184,12 +184,13 @@ def run_pipeline(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     timings = _read_timings(run_dir)
+    upstream_ran = False  # once a stage re-runs, every later stage must too (its inputs changed)
     for stage in chosen:
         values = resolved[stage.name]
         stage_dir = Path(values["stage_dir"])
         marker = stage_dir / DONE
         digest = _hash(values | {"notebook": _file_hash(stage.notebook)})
-        if not force and marker.is_file() and marker.read_text().strip() == digest:
+        if not force and not upstream_ran and marker.is_file() and marker.read_text().strip() == digest:
             log.info("stage %s already done with these parameters; skipping", stage.name)
             print(f"[ussnb] {stage.name}: done before with the same parameters, skipped")
             continue
@@ -216,6 +217,7 @@ def run_pipeline(
         if not (stage_dir / "metrics.json").is_file():
             raise PipelineError(f"stage {stage.name} finished but wrote no metrics.json in {stage_dir}")
         marker.write_text(digest)
+        upstream_ran = True
         timings[stage.name] = round(elapsed, 1)
         (run_dir / "timings.json").write_text(json.dumps(timings, indent=1))
         print(f"[ussnb] {stage.name}: finished in {elapsed:.1f} s", flush=True)

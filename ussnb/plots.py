@@ -156,3 +156,85 @@ def bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str = "", title: 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+def anchor_figure(wave: np.ndarray, sr: int, probs: np.ndarray, start: int, duration: float, *,
+                  label: str, anchor_tags: Mapping[str, float] | None = None, events: Sequence[Mapping] | None = None,
+                  path=None):
+    """The paper's Fig. 4 for one clip: log-mel, the frame probability of the sampled tag with the chosen
+    anchor block (and the true events of that class, if known), and the tagging of the anchor segment."""
+    plt = _plt()
+    rows = 2 + (anchor_tags is not None)
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.1 * rows + 0.5),
+                             gridspec_kw={"height_ratios": [3, 1.6] + [1.8] * (rows - 2)})
+    seconds = wave.shape[0] / sr
+    axes[0].imshow(log_mel(wave, sr), origin="lower", aspect="auto", extent=[0, seconds, 0, 64], cmap="magma")
+    axes[0].axvspan(start / sr, start / sr + duration, color="cyan", alpha=0.25)
+    axes[0].set_ylabel("mel bin")
+    axes[0].set_title(f"anchor for '{label}' ({duration:g} s, cyan)")
+    t = np.arange(len(probs)) / 100.0
+    axes[1].plot(t, probs, color="tab:blue", label=f"p_SED(t, {label})")
+    axes[1].axvspan(start / sr, start / sr + duration, color="cyan", alpha=0.3, label="anchor")
+    for i, ev in enumerate(events or []):
+        axes[1].plot([ev["onset"], ev["offset"]], [-0.06, -0.06], lw=5, color="tab:green",
+                     label="true event" if i == 0 else None, solid_capstyle="butt")
+    axes[1].set_xlim(0, seconds)
+    axes[1].set_ylim(-0.12, 1.02)
+    axes[1].set_xlabel("time (s)")
+    axes[1].legend(fontsize=7, loc="upper right")
+    if anchor_tags is not None:
+        names = list(anchor_tags)[:8]
+        axes[2].barh(names[::-1], [anchor_tags[n] for n in names][::-1], color="tab:orange")
+        axes[2].set_xlim(0, 1)
+        axes[2].set_title("tagging of the anchor segment", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def precision_plot(precision: Mapping[str, Mapping[str, float]], path=None):
+    """Mining precision per strategy against anchor duration τ."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for strategy, per in precision.items():
+        durations = sorted(per, key=float)
+        ax.plot([float(d) for d in durations], [per[d] for d in durations], "o-", label=strategy)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("anchor duration τ (s)")
+    ax.set_ylabel("precision (overlap ≥ 50 %)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title("anchor mining precision against the true event times")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def embedding_map(points: np.ndarray, labels: Sequence[int], names: Sequence[str], title: str = "", path=None):
+    """2-D scatter (e.g. PCA of anchor conditions) coloured by class."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    labels = np.asarray(labels)
+    cmap = plt.get_cmap("tab20")
+    for i, k in enumerate(np.unique(labels)):
+        sel = labels == k
+        ax.scatter(points[sel, 0], points[sel, 1], s=10, color=cmap(i % 20), label=names[k] if i < 20 else None)
+        c = points[sel].mean(axis=0)
+        ax.annotate(names[k][:18], c, fontsize=6)
+    ax.set_title(title)
+    ax.legend(fontsize=5, ncol=2, loc="best", markerscale=1.5)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def similarity_matrix(matrix: np.ndarray, names: Sequence[str], title: str = "", path=None):
+    plt = _plt()
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(0.22 * n + 2.5, 0.22 * n + 2))
+    im = ax.imshow(matrix, cmap="viridis", vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels([s[:16] for s in names], rotation=90, fontsize=6)
+    ax.set_yticklabels([s[:16] for s in names], fontsize=6)
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    ax.set_title(title)
+    fig.tight_layout()
+    return save(fig, path)
