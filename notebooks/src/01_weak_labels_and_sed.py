@@ -23,6 +23,7 @@ sed_steps: int = 1500  # training steps of starter-sed
 sed_batch_size: int = 16  # distinct classes per balanced batch
 sed_lr: float = 0.001  # AdamW learning rate
 sed_pooling: str = "attention"  # attention | max : frames -> clip probability
+sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)
 sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 = off
 sed_eval_every: int = 250  # validation mAP every N steps
 seed: int = 0  # seed of initialisation and sampling
@@ -41,7 +42,7 @@ from IPython.display import Audio, display
 
 from ussnb import data, plots
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
-from ussnb.taggers.training import ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
+from ussnb.taggers.training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
 from ussnb.taggers.sed import SedCnn
 
 torch.set_num_threads(2)
@@ -57,7 +58,7 @@ print(ds)
 
 # %%
 t0 = time.time()
-model_cfg = {"pooling": sed_pooling}
+model_cfg = {"pooling": sed_pooling, **SED_SIZES[sed_size]}
 if tagger == "starter-sed":
     cfg = SedTrainConfig(steps=sed_steps, batch_size=sed_batch_size, lr=sed_lr, mixup=sed_mixup,
                          eval_every=sed_eval_every, checkpoint_every=sed_eval_every, seed=seed, model=model_cfg)
