@@ -24,6 +24,7 @@ anchor_seconds: float = 2.0  # anchor duration tau (0.5 ... 10 s)
 precision_durations: list = [0.5, 1.0, 2.0, 4.0]  # tau values of the mining-precision table
 step3_threshold: float = 0.3  # detection threshold theta of the step-3 demonstration
 speed_batches: int = 3  # batches timed for the cached vs on-the-fly comparison
+zero_shot_classes: list = []  # class names or MIDs held out of the *training* anchors (zero-shot evaluation)
 mining_seed: int = 0  # seed of random anchors and demo mixtures
 data_dir: str = "runs/dev/00_data"  # stage 00 output
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (the tagger)
@@ -54,11 +55,19 @@ print(ds, "| tagger:", getattr(tagger, "name", type(tagger).__name__))
 # ## Mine and cache anchors (one per clip and tag; resumable)
 
 # %%
+names_to_mid = {name.lower(): mid for mid, name in ds.label_names.items()}
+held_out = [names_to_mid.get(str(c).lower(), str(c)) for c in zero_shot_classes]
+unknown = [c for c in held_out if c not in ds.label_index]
+if unknown:
+    raise ValueError(f"zero_shot_classes not in the dataset: {unknown}; classes: {sorted(ds.label_names.values())}")
 anchor_sets = {}
 for split in ds.splits:
     anchor_sets[split] = A.mine_anchor_set(ds, split, stage / "anchors" / split, strategy=anchor_strategy,
-                                           duration=anchor_seconds, tagger=tagger, seed=mining_seed)
+                                           duration=anchor_seconds, tagger=tagger, seed=mining_seed,
+                                           exclude_classes=held_out if split == "train" else ())
     print(split, len(anchor_sets[split]), "anchors")
+if held_out:
+    print("held out of training (zero-shot):", [ds.label_names[m] for m in held_out])
 
 # %% [markdown]
 # ## Fig. 4 for real clips: log-mel, $p_{SED}$ of the tag with the chosen anchor, tagging of the anchor
@@ -128,7 +137,7 @@ print(f"on the fly {speed['on_the_fly_seconds']:.3f} s/batch, cached {speed['cac
       f"-> {speed['speedup']:.1f}x faster")
 
 # %%
-metrics = {"strategy": anchor_strategy, "anchor_seconds": anchor_seconds,
+metrics = {"strategy": anchor_strategy, "anchor_seconds": anchor_seconds, "zero_shot_classes": held_out,
            "n_anchors": {s: len(a) for s, a in anchor_sets.items()},
            "mining_precision": precision, "cache_speedup": round(speed["speedup"], 1)}
 (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))

@@ -22,10 +22,10 @@
 # counts under both branches.
 #
 # **What differs from the reference CLI.** USS concatenates its 2 s outputs without overlap (audible clicks)
-# and loads the whole file. Here the file is streamed twice from disk (pass 1 tags, pass 2 separates), the
-# separator runs on overlapping chunks that are cross-faded, and segment borders are ramped over 50 ms — so
-# memory does not grow with the input's length and there are no clicks. The same machinery is the
-# `ussnb separate` command:
+# and loads the whole file. Here the file is streamed twice from disk (pass 1 tags, pass 2 separates); each
+# separated chunk is a tagging segment plus 0.25 s on both sides, and consecutive chunks are cross-faded over
+# those margins — so a track fades in and out over 0.5 s around a segment border instead of clicking, and
+# memory does not grow with the input's length. The same machinery is the `ussnb separate` command:
 #
 # ```
 # ussnb separate film.flac --levels 1 2 3 --checkpoint runs/cpu --out separated/

@@ -1,0 +1,231 @@
+# %% [markdown]
+# # 06 · Evaluation: per-class SDRi, music stems, speech enhancement, zero-shot (paper §4, Fig. 7)
+#
+# **Metrics.** On a whole item, with target $s$, estimate $\hat s$ and mixture $x$,
+#
+# $$\mathrm{SDR}(s, \hat s) = 10 \log_{10} \frac{\lVert s \rVert^2}{\lVert s - \hat s \rVert^2}, \qquad
+# \mathrm{SDRi} = \mathrm{SDR}(s, \hat s) - \mathrm{SDR}(s, x).$$
+#
+# The paper's aggregate is the **median SDRi per class, then the mean over classes** (a few failed items do not
+# dominate a class, and every class weighs the same). Each class $k$ is queried two ways:
+#
+# - **average condition** (eq. 9): $\bar c_k = \frac{1}{N}\sum_n c(x_n^k)$, the mean condition of the class's
+#   training anchors (stage 03) — what a user gets by asking for "Violin";
+# - **oracle condition**: $c(s)$, the condition of the clean target itself (the run's tagger for `soft` /
+#   `embedding`, $e_k$ for `onehot`) — the query the model was trained with.
+#
+# Two references sit beside every figure, on the very same mixtures: the **floor** $\hat s = x/2$, which on 0 dB
+# pairs already scores $10\log_{10} 2 \approx 3.0$ dB SDRi (so results are also stated *above the floor*), and the
+# **IRM ceiling** $\hat S = \frac{|S|}{|S| + |N|} X$ with the model's own STFT, the best a magnitude mask can do.
+#
+# **Benchmarks** (`ussnb/benchmarks.py`, each deterministic from a seed, prepared once under
+# `<USSNB_DATA>/benchmarks/`):
+#
+# | benchmark | built like | from |
+# |---|---|---|
+# | `starter-pairs` | FSDKaggle2018: 2 s target + 2 s interferer of another class, 0 dB | raw starter **test**-split events |
+# | `esc50-pairs` | the same | ESC-50 test split (skipped when the folder is absent) |
+# | `starter-music` | MUSDB18 / Slakh2100 stems: vocals (Choir, soprano), bass (Double bass), other | music21 chorales *not* used by the starter set, rendered part by part with fluidsynth |
+# | `starter-speech` | Voicebank-Demand: speech + noise at 0/5/10/15 dB | starter test speakers + real drum/instrument test events |
+#
+# The separator runs on non-overlapping 2 s chunks at its own rate; benchmark audio (32 kHz) is resampled to it
+# and the pairs / SNRs are re-matched there. Music is scored with museval (BSSEval v4, 1 s windows, median over
+# windows, references passed first); speech with wide-band PESQ and segmental SNR.
+#
+# **Zero-shot.** With `zero_shot_classes` set (the same parameter as stage 02, which leaves those classes out
+# of the training anchors), the held-out classes are queried *by example* only — the mean condition of other
+# test recordings of the class, never the mixture's own target — and compared with the seen classes under the
+# same protocol.
+
+# %% tags=["parameters"]
+pairs_per_class: int = 10  # starter-pairs / esc50-pairs mixtures per target class
+pair_examples: int = 4  # test segments kept per class for query by example (zero-shot)
+music_pieces: int = 4  # chorale excerpts in starter-music
+music_seconds: float = 8.0  # length of each music excerpt (s)
+speech_per_snr: int = 6  # noisy utterances per SNR (0, 5, 10, 15 dB) in starter-speech
+speech_query: str = "mean"  # mean: one 'speech' query (mean of the speech classes) | own: the item's speech class
+zero_shot_classes: list = []  # class names or MIDs held out of the training anchors (same as stage 02)
+esc50_dir: str = ""  # ESC-50 folder for esc50-pairs (empty: USSNB_ESC50_DIR; absent: skipped)
+benchmark_seed: int = 0  # seed of every benchmark recipe (same seed -> identical benchmarks and metrics)
+data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
+sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (the tagger: oracle conditions)
+anchors_dir: str = "runs/dev/02_anchor_mining"  # stage 02 output (which classes training held out)
+queries_dir: str = "runs/dev/03_query_conditions"  # stage 03 output (class-average conditions)
+training_dir: str = "runs/dev/04_training"  # stage 04 output (separator.pt)
+stage_dir: str = "runs/dev/06_evaluation"  # this stage's output folder
+INTERACTIVE: bool = True  # False under papermill: no widgets, static figures only
+
+# %%
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import Audio, display
+
+from ussnb import benchmark_eval as BE
+from ussnb import plots_evaluation as PE
+from ussnb.audio import save_audio
+from ussnb.benchmarks import Benchmark, prepare_benchmarks
+
+torch.set_num_threads(2)
+stage = Path(stage_dir)
+(stage / "figures").mkdir(parents=True, exist_ok=True)
+dataset_root = Path(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+bundle = BE.load_run_bundle(training_dir, sed_dir=sed_dir, queries_dir=queries_dir, data_dir=data_dir)
+print(f"separator: {bundle.model.registry_name} ({bundle.kind} conditions, {len(bundle.labels)} classes, "
+      f"{bundle.sample_rate} Hz); dataset: {dataset_root}")
+
+# %% [markdown]
+# ## Prepare the benchmarks (idempotent: built once, then read)
+
+# %%
+benches = prepare_benchmarks(dataset_root, pairs_per_class=pairs_per_class, pair_examples=pair_examples,
+                             music_pieces=music_pieces, music_seconds=music_seconds,
+                             speech_per_snr=speech_per_snr, seed=benchmark_seed, esc50_dir=esc50_dir or None)
+for name, b in benches.items():
+    print(f"{name:15s}", b.reason if not isinstance(b, Benchmark) else f"{len(b)} items  {b.folder.name}")
+
+# %% [markdown]
+# ## Pairs: per-class SDRi with the average and the oracle condition (Fig. 7)
+
+# %%
+results, metrics_b = {}, {}
+for name in ("starter-pairs", "esc50-pairs"):
+    b = benches[name]
+    if not isinstance(b, Benchmark):
+        metrics_b[name] = BE.skipped_entry(b)
+        continue
+    results[name] = BE.evaluate_pairs(b, bundle, keep_audio=True)
+    metrics_b[name] = BE.pair_metrics(results[name]) | {"data_checksum": b.checksum[:16]}
+    m = metrics_b[name]
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    print(f"{name}: SDRi average {fmt(m['sdri_avg'])} dB, oracle {fmt(m['sdri_oracle'])} dB | floor x/2 "
+          f"{fmt(m['trivial_sdri'])} dB, IRM ceiling {fmt(m['irm_sdri'])} dB | above the floor "
+          f"{fmt(m['sdri_avg_above_floor'])} dB  ({m['n_items']} mixtures, {m['n_classes']} classes)")
+    PE.per_class_sdri(m["per_class"], title=f"{name}: per-class median SDRi ({bundle.kind} conditions)",
+                      path=stage / "figures" / f"per_class_sdri_{name}.png")
+
+# %% [markdown]
+# ## Listen: the worst and the best class (the item nearest to its class median)
+
+# %%
+(stage / "examples").mkdir(exist_ok=True)
+for name, res in results.items():
+    a = res["audio"]
+    for ex in BE.pick_examples(res):
+        i = ex["index"]
+        est = a["est_avg"] if ex["metric"] == "sdri_avg" else a["est_oracle"]
+        print(f"{name} · {ex['which']} class: {ex['class_name']} (vs {ex['interferer']}), "
+              f"SDRi {ex['value']:.2f} dB")
+        for kind, wave in (("mixture", a["mixture"][i]), ("estimate", est[i]), ("target", a["target"][i])):
+            save_audio(stage / "examples" / f"{name}_{ex['which']}_{kind}.wav", wave, a["sample_rate"])
+            print(" ", kind)
+            display(Audio(wave, rate=a["sample_rate"]))
+
+# %% [markdown]
+# ## Music stems (MUSDB18 / Slakh2100-style): museval SDR and SDRi per stem
+
+# %%
+music = benches["starter-music"]
+if isinstance(music, Benchmark):
+    res_music = BE.evaluate_music(music, bundle)
+    metrics_b["starter-music"] = res_music["summary"] | {"data_checksum": music.checksum[:16]}
+    print(json.dumps(BE.rounded(res_music["summary"], 2), indent=1))
+    PE.music_stems(res_music["summary"], title="starter-music: museval SDR and SDRi per stem",
+                   path=stage / "figures" / "music_stems.png")
+else:
+    metrics_b["starter-music"] = BE.skipped_entry(music)
+    print(music.reason)
+
+# %% [markdown]
+# ## Speech enhancement (Voicebank-Demand-style): PESQ and segmental SNR per input SNR
+
+# %%
+speech = benches["starter-speech"]
+if isinstance(speech, Benchmark):
+    res_speech = BE.evaluate_speech(speech, bundle, query=speech_query)
+    metrics_b["starter-speech"] = res_speech["summary"] | {"data_checksum": speech.checksum[:16]}
+    print(json.dumps(BE.rounded(res_speech["summary"], 2), indent=1))
+    if res_speech["rows"]:
+        PE.speech_by_snr(res_speech["summary"], title="starter-speech: enhanced vs noisy",
+                         path=stage / "figures" / "speech_by_snr.png")
+else:
+    metrics_b["starter-speech"] = BE.skipped_entry(speech)
+    print(speech.reason)
+
+# %% [markdown]
+# ## Zero-shot: held-out classes queried by example, beside the seen classes
+
+# %%
+trained_without = BE.held_out_classes(anchors_dir)
+unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
+own = next((n for n in ("starter-pairs", "esc50-pairs") if isinstance(benches[n], Benchmark)), None)
+if own is None:
+    zero_shot = {"note": "no pair benchmark available for the zero-shot evaluation"}
+else:
+    zero_shot = BE.evaluate_zero_shot(benches[own], bundle, unseen,
+                                      held_out_in_training=bool(unseen) and set(unseen) <= set(trained_without))
+    zero_shot["benchmark"] = own
+    if unseen and not set(unseen) <= set(trained_without):
+        zero_shot["warning"] = ("zero_shot_classes were not all left out of this run's training anchors "
+                                f"(stage 02 excluded: {trained_without}); 'unseen' classes were seen in training")
+    if zero_shot.get("per_class"):
+        PE.zero_shot_bars(zero_shot["per_class"], zero_shot.get("unseen_classes", []),
+                          title=f"{own}: query-by-example SDRi", path=stage / "figures" / "zero_shot.png")
+print(json.dumps(BE.rounded({k: v for k, v in zero_shot.items() if k != "per_class"}, 2), indent=1))
+
+# %% [markdown]
+# ## Results table and metrics
+# `metrics.json` holds no timings and every float is rounded to 4 decimals with sorted keys, so two runs with
+# the same seed write it byte for byte identically.
+
+# %%
+import pandas as pd
+
+metrics = {
+    "benchmarks": metrics_b,
+    "zero_shot": zero_shot,
+    "model": {"separator": bundle.model.registry_name, "condition": bundle.kind, "sample_rate": bundle.sample_rate,
+              "n_classes": len(bundle.labels)},
+    "params": {"pairs_per_class": pairs_per_class, "pair_examples": pair_examples, "music_pieces": music_pieces,
+               "music_seconds": music_seconds, "speech_per_snr": speech_per_snr, "speech_query": speech_query,
+               "benchmark_seed": benchmark_seed, "zero_shot_classes": list(unseen)},
+}
+(stage / "metrics.json").write_text(BE.dumps_metrics(metrics))
+table = BE.results_table(metrics_b)
+BE.write_csv(stage / "results.csv", table)
+per_class_rows = [{"benchmark": n, "class": c} | v for n, m in metrics_b.items() for c, v in m.get("per_class", {}).items()]
+if per_class_rows:
+    BE.write_csv(stage / "per_class.csv", BE.rounded(per_class_rows))
+pd.DataFrame(table)
+
+# %% [markdown]
+# ## Explore: filter the per-class figure (interactive only)
+
+# %%
+if INTERACTIVE and results:
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    name0 = next(iter(results))
+    pick = widgets.Dropdown(options=list(results), value=name0, description="benchmark")
+    text = widgets.Text(value="", description="filter", placeholder="part of a class name, e.g. drum")
+    out = widgets.Output()
+
+    def redraw(*_):
+        per = metrics_b[pick.value]["per_class"]
+        chosen = [c for c in per if text.value.lower() in c.lower()]
+        with out:
+            out.clear_output(wait=True)
+            if chosen:
+                PE.per_class_sdri(per, classes=chosen, title=f"{pick.value}: {len(chosen)} classes")
+                plt.show()
+                display(pd.DataFrame(per).T.loc[sorted(chosen)].round(2))
+            else:
+                print("no class matches")
+
+    pick.observe(redraw, "value")
+    text.observe(redraw, "value")
+    display(widgets.HBox([pick, text]), out)
+    redraw()
