@@ -136,3 +136,18 @@ def _train_and_check():
     outside = frames[mask].mean().item()
     print("tone frames inside", inside, "outside", outside)
     assert inside > outside + 0.2, (inside, outside)
+
+
+def test_tag_resamples_other_rates_with_a_note(caplog):
+    import numpy as np
+    import torch
+
+    from ussnb.taggers.sed import SedCnn
+
+    torch.manual_seed(0)
+    model = SedCnn(classes=3, channels=(8, 16), time_pools=(2, 2), hidden=16).eval()
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1  # 1 s at 16 kHz
+    with caplog.at_level("INFO"):
+        out = model.tag(wave, sr=16000)
+    assert "resampling tagger input 16000 Hz -> 32000 Hz" in caplog.text
+    assert out.frames.shape[1] == model.num_frames(32000)

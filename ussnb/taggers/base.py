@@ -11,6 +11,8 @@ download from its official URL with an atomic write) and fails with a message sa
 """
 from __future__ import annotations
 
+import logging
+
 import os
 import tempfile
 import urllib.request
@@ -110,7 +112,7 @@ class Tagger(nn.Module):
             return t.device
         return torch.device("cpu")
 
-    def tag(self, wave: Any) -> TagOutput:
+    def tag(self, wave: Any, sr: int | None = None) -> TagOutput:
         """Tag a waveform at ``self.sample_rate``.
 
         Args:
@@ -120,9 +122,16 @@ class Tagger(nn.Module):
             :class:`TagOutput` with ``clip`` ``(batch, classes)``, ``frames`` ``(batch, frames, classes)``
             (100 frames/s) and ``embedding`` ``(batch, embedding_size)``, all on the model's device.
 
+        ``sr``: the rate of ``wave`` when it is not the model's; it is then resampled (noted in the log).
         Runs in eval mode under ``torch.inference_mode`` (the training flag is restored afterwards).
         """
-        x = as_wave_batch(wave).to(self._device())
+        x = as_wave_batch(wave)
+        if sr is not None and int(sr) != int(self.sample_rate):
+            from ..audio import resample
+
+            logging.getLogger(__name__).info("resampling tagger input %d Hz -> %d Hz", sr, self.sample_rate)
+            x = torch.from_numpy(resample(x.numpy(), int(sr), int(self.sample_rate)))
+        x = x.to(self._device())
         samples = x.shape[-1]
         if samples < self.min_samples:
             x = nn.functional.pad(x, (0, self.min_samples - samples))

@@ -1,0 +1,75 @@
+"""The cached anchor set on a real (tiny, composed) dataset: completeness, resuming, precision, speed."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ussnb import data
+from ussnb.anchors import AnchorSet, batch_from_cache, measure_cache_speedup, mine_anchor_set, mining_precision
+from ussnb.taggers.sed import SedCnn
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, shared_dir):
+    root = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("USSNB_DATA")
+    os.environ["USSNB_DATA"] = str(root / "data")
+    try:
+        ds = data.load(data.prepare_named("esc50", n_train=16, n_validation=4, n_test=8, progress=False))
+    finally:
+        os.environ.pop("USSNB_DATA") if old is None else os.environ.__setitem__("USSNB_DATA", old)
+    torch.manual_seed(0)
+    tagger = SedCnn(classes=len(ds.labels), channels=(8, 16), time_pools=(2, 2), hidden=16).eval()
+    return ds, tagger, root
+
+
+def test_one_anchor_per_clip_and_tag_with_conditions(tiny):
+    ds, tagger, root = tiny
+    a = mine_anchor_set(ds, "train", root / "a", tagger=tagger, part_size=5, progress=False)
+    n_tags = sum(len(c.labels) for c in ds.clips("train"))
+    assert len(a) == n_tags  # no composed clip is silent
+    assert a.conditions("soft").shape == (n_tags, len(ds.labels))
+    assert a.conditions("embedding").shape == (n_tags, 16)
+    for i in range(len(a)):
+        assert ds.clips("train")[a.clip[i]].labels.count(ds.labels[a.label[i]]) == 1
+        assert 0 <= a.start[i] <= 10 * ds.sample_rate - 2 * ds.sample_rate
+    assert a.segment_audio(0).shape == (2 * ds.sample_rate,)
+
+
+def test_mining_resumes_from_finished_parts(tiny):
+    ds, tagger, root = tiny
+    first = mine_anchor_set(ds, "train", root / "b", tagger=tagger, part_size=5, progress=False)
+    parts = sorted((root / "b" / "parts").glob("part-*.npz"))
+    assert len(parts) == 4
+    kept = parts[0].stat().st_mtime_ns
+    parts[-1].unlink()  # as if interrupted during the last part
+    (root / "b" / "anchors.npz").unlink()
+    again = mine_anchor_set(ds, "train", root / "b", tagger=tagger, part_size=5, progress=False)
+    assert parts[0].stat().st_mtime_ns == kept  # finished parts were not redone
+    np.testing.assert_array_equal(first.start, again.start)
+    np.testing.assert_allclose(first.conditions("soft"), again.conditions("soft"))
+
+
+def test_excluded_classes_are_left_out(tiny):
+    ds, tagger, root = tiny
+    some = ds.clips("train")[0].labels[0]
+    a = mine_anchor_set(ds, "train", root / "c", tagger=tagger, exclude_classes=[some], progress=False,
+                        condition_types=())
+    assert ds.label_index[some] not in set(a.label.tolist())
+
+
+def test_precision_and_batches_and_speed(tiny):
+    ds, tagger, root = tiny
+    frames = {c.clip_id: tagger.tag(ds.load(c)).frames[0].numpy() for c in ds.clips("test")}
+    prec = mining_precision(ds, "test", frames, durations=(1.0, 2.0))
+    assert set(prec) == {"sed", "in-clip-random", "out-clip-random"}
+    assert all(0 <= v <= 1 for per in prec.values() for v in per.values()) and set(prec["sed"]) == {"1.0", "2.0"}
+    a = AnchorSet(root / "a") if (root / "a" / "anchors.json").is_file() else \
+        mine_anchor_set(ds, "train", root / "a", tagger=tagger, progress=False)
+    by = a.by_class()
+    picks = [int(v[0]) for v in list(by.values())[:4]]
+    batch = batch_from_cache(a, picks, n_sources=2, rng=np.random.default_rng(0))
+    assert batch.mixture.shape == batch.target.shape == (4, 2 * ds.sample_rate)
+    speed = measure_cache_speedup(ds, "train", a, tagger, batches=1, batch_size=4)
+    assert speed["speedup"] > 1.0
