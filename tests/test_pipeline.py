@@ -85,7 +85,14 @@ def test_repository_notebooks_are_built_from_sources():
 
 
 def test_repository_notebooks_have_typed_parameters_and_no_outputs():
+    import re
+
     for stage in discover_stages(REPO / "notebooks"):
+        nb = nbformat.read(stage.notebook, as_version=4)
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = re.findall(r"^([A-Za-z_]\w*)\s*:", cell.source, flags=re.M)
+        missing = [name for name in assigned if name not in stage.parameters]
+        assert not missing, f"{stage.name}: papermill cannot parse {missing} (no '=' in comments)"
         assert "stage_dir" in stage.parameters and "INTERACTIVE" in stage.parameters, stage.name
         for name, p in stage.parameters.items():
             assert p["inferred_type_name"] != "None", f"{stage.name}: parameter {name} has no type"

@@ -24,7 +24,7 @@ sed_batch_size: int = 16  # distinct classes per balanced batch
 sed_lr: float = 0.001  # AdamW learning rate
 sed_pooling: str = "attention"  # attention | max : frames -> clip probability
 sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)
-sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 = off
+sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 turns it off
 sed_eval_every: int = 250  # validation mAP every N steps
 seed: int = 0  # seed of initialisation and sampling
 data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)

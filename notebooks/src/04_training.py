@@ -30,7 +30,7 @@ n_sources: int = 2  # sources per mixture (2-4)
 augmentation: str = "match-energy"  # match-energy | random-gain | none
 step3_threshold: float = -1.0  # Algorithm 1 step 3 threshold; < 0 disables it
 both_targets: bool = True  # a 2-source mixture trains both of its queries
-speed_perturb: float = 0.15  # +-fraction of random speed change of anchors (0 = off)
+speed_perturb: float = 0.15  # +- fraction of random speed change of anchors; 0 turns it off
 val_every: int = 250  # validation SDRi every N steps
 val_mixtures: int = 200  # fixed validation mixtures
 seed: int = 0  # seed of initialisation and sampling
