@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -36,6 +36,9 @@ def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         return soxr.resample(wave, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
     # soxr wants (samples, channels)
     return soxr.resample(wave.T, orig_sr, target_sr, quality="HQ").T.astype(np.float32, copy=False)
+
+
+_resample_array = resample  # for functions whose ``resample`` argument is a flag
 
 
 def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
@@ -239,6 +242,18 @@ def crossfade_window(segment: int, fade: int, *, fade_in: bool, fade_out: bool) 
     return w
 
 
+def segment_hop(sr: int, segment_seconds: float, overlap: float) -> tuple[int, int]:
+    """Chunk length and hop in samples for ``segment_seconds`` chunks sharing ``overlap`` (a fraction in
+    [0, 1)) with the next one."""
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if segment_seconds <= 0:
+        raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    segment = max(1, int(round(segment_seconds * sr)))
+    hop = max(1, int(round(segment * (1.0 - overlap))))
+    return segment, hop
+
+
 def overlap_add(
     wave: np.ndarray,
     fn: Callable[[np.ndarray], np.ndarray],
@@ -257,44 +272,254 @@ def overlap_add(
         segment_seconds: chunk length; overlap: fraction of a chunk shared with the next (0 ≤ overlap < 1).
 
     Linear cross-fades over the overlap sum to one, and the result is also divided by the summed window, so
-    an identity ``fn`` returns the input exactly (to float precision) for any length.
+    an identity ``fn`` returns the input exactly (to float precision) for any length. A thin wrapper over
+    :func:`stream_overlap_add` with the whole array as one block (one code path for both).
     """
     wave = np.asarray(wave, dtype=np.float32)
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    segment = max(1, int(round(segment_seconds * sr)))
-    hop = max(1, int(round(segment * (1.0 - overlap))))
+    segment, hop = segment_hop(sr, segment_seconds, overlap)
     n = wave.shape[-1]
-    out = np.zeros(n, dtype=np.float64)
-    norm = np.zeros(n, dtype=np.float64)
-    for starts, chunks in _batched_chunks(wave, segment, hop, batch_size, progress):
-        result = np.asarray(fn(chunks), dtype=np.float64)
-        if result.shape != chunks.shape:
-            raise ValueError(f"chunk function returned shape {result.shape}, expected {chunks.shape}")
-        for start, res in zip(starts, result):
-            _accumulate(out, norm, res, start, segment, hop, n)
-    return (out / np.maximum(norm, 1e-12)).astype(np.float32)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    parts = list(stream_overlap_add([wave], lambda chunks, starts: fn(chunks), segment, hop, batch_size,
+                                    progress=progress, total=n))
+    return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def _batched_chunks(wave, segment, hop, batch_size, progress) -> Iterator[tuple[list[int], np.ndarray]]:
+def stream_overlap_add(
+    blocks: Iterable[np.ndarray],
+    fn: Callable[[np.ndarray, list[int]], np.ndarray],
+    segment: int,
+    hop: int,
+    batch_size: int = 8,
+    n_outputs: int = 1,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+    desc: str = "chunks",
+) -> Iterator[np.ndarray]:
+    """Streaming chunked processing with cross-faded overlap-add.
+
+    Consumes ``blocks`` (1-D float arrays of any sizes, consecutive pieces of one signal of unknown total
+    length), cuts it into chunks of ``segment`` samples every ``hop`` samples (the chunk starts of
+    :func:`chunk_starts`; the last chunk zero-padded), calls ``fn`` on batches of up to ``batch_size`` chunks
+    and yields the finished output as soon as no later chunk can touch it.
+
+    Args:
+        fn: ``fn(chunks (batch, segment) float32, starts list[int])`` → ``(batch, segment)`` or
+            ``(n_outputs, batch, segment)``; ``starts`` are the chunks' first sample indices in the signal.
+        n_outputs: outputs per chunk (e.g. 2 for target + residual).
+        progress: show a tqdm bar (in chunks; ``total`` = expected signal length in samples, if known).
+
+    Yields:
+        ``(samples,)`` float32 blocks if ``n_outputs == 1`` else ``(n_outputs, samples)``; concatenated they
+        have exactly the input's length.
+
+    Each chunk is weighted by a window of ones with linear fades over the overlap (no fade at the signal's
+    start and end), accumulated, and divided by the summed window — so an identity ``fn`` reproduces the
+    input to float precision for any length and block size. Memory is bounded by about
+    ``block + batch_size·hop + segment`` samples (times ``n_outputs``), independent of the signal's length.
+    """
     from tqdm.auto import tqdm
 
-    starts = chunk_starts(wave.shape[-1], segment, hop)
-    bar = tqdm(total=len(starts), desc="chunks", unit="chunk", disable=not progress)
-    for i in range(0, len(starts), batch_size):
-        group = starts[i:i + batch_size]
-        chunks = np.zeros((len(group), segment), dtype=np.float32)
-        for j, s in enumerate(group):
-            piece = wave[s:s + segment]
-            chunks[j, :piece.shape[0]] = piece
-        yield group, chunks
-        bar.update(len(group))
-    bar.close()
-
-
-def _accumulate(out, norm, result, start, segment, hop, n):
+    if segment <= 0 or hop <= 0 or hop > segment:
+        raise ValueError(f"need 0 < hop <= segment, got segment={segment}, hop={hop}")
+    if batch_size < 1 or n_outputs < 1:
+        raise ValueError(f"batch_size and n_outputs must be >= 1, got {batch_size}, {n_outputs}")
     fade = segment - hop
-    w = crossfade_window(segment, fade, fade_in=start > 0, fade_out=start + segment < n)
-    stop = min(start + segment, n)
-    out[start:stop] += (result * w)[: stop - start]
-    norm[start:stop] += w[: stop - start]
+    buf = np.zeros(0, dtype=np.float32)  # input samples [buf_start, received)
+    buf_start = received = 0
+    next_start = 0  # start of the next chunk to cut
+    # Fixed-size accumulators (allocated once): between two emits they cover at most the chunks of one batch.
+    cap = segment + batch_size * hop
+    acc = np.zeros((n_outputs, cap), dtype=np.float64)  # weighted sum over [acc_start, acc_start + cap)
+    norm = np.zeros(cap, dtype=np.float64)  # summed window
+    acc_start = 0  # everything before it has been yielded
+    pending: list[tuple[int, bool, np.ndarray]] = []  # (start, fade_out, chunk)
+    n_chunks = len(chunk_starts(total, segment, hop)) if total else None
+    bar = tqdm(total=n_chunks, desc=desc, unit="chunk", disable=not progress)
+
+    def cut(final: bool):
+        """Cut chunks whose content and fade-out are known, until a batch is full."""
+        nonlocal next_start, buf, buf_start
+        while len(pending) < batch_size:
+            s = next_start
+            if final:
+                if received == 0 or (s > 0 and s - hop + segment >= received):
+                    return
+                fade_out = s + segment < received
+            else:
+                if received <= s + segment:  # must see one sample past the chunk to know it is not the last
+                    return
+                fade_out = True
+            piece = buf[s - buf_start:s - buf_start + segment]
+            chunk = np.zeros(segment, dtype=np.float32)
+            chunk[:piece.shape[0]] = piece
+            pending.append((s, fade_out, chunk))
+            next_start += hop
+        if not final and next_start > buf_start:  # drop input no future chunk needs
+            drop = next_start - buf_start
+            buf = buf[drop:].copy() if drop < buf.shape[0] else np.zeros(0, dtype=np.float32)
+            buf_start = next_start
+
+    def run_batch(final: bool):
+        starts = [p[0] for p in pending]
+        chunks = np.stack([p[2] for p in pending])
+        result = np.asarray(fn(chunks, starts))
+        if result.ndim == 2 and n_outputs == 1:
+            result = result[None]
+        if result.shape != (n_outputs,) + chunks.shape:
+            want = chunks.shape if n_outputs == 1 else (n_outputs,) + chunks.shape
+            raise ValueError(f"chunk function returned shape {result.shape}, expected {want}")
+        for j, (s, fade_out, _) in enumerate(pending):
+            w = crossfade_window(segment, fade, fade_in=s > 0, fade_out=fade_out)
+            stop = min(s + segment, received) if final else s + segment
+            a, b = s - acc_start, stop - acc_start
+            acc[:, a:b] += result[:, j, :stop - s] * w[:stop - s]  # float64 accumulation, one chunk at a time
+            norm[a:b] += w[:stop - s]
+        bar.update(len(pending))
+        pending.clear()
+
+    def emit(upto: int) -> np.ndarray | None:
+        nonlocal acc_start
+        k = upto - acc_start
+        if k <= 0:
+            return None
+        np.divide(acc[:, :k], np.maximum(norm[:k], 1e-12), out=acc[:, :k])
+        out = acc[:, :k].astype(np.float32)
+        rest = cap - k  # shift the unfinished part to the front
+        acc[:, :rest] = acc[:, k:].copy() if k < rest else acc[:, k:]
+        acc[:, rest:] = 0.0
+        norm[:rest] = norm[k:].copy() if k < rest else norm[k:]
+        norm[rest:] = 0.0
+        acc_start = upto
+        return out[0] if n_outputs == 1 else out
+
+    try:
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            if block.size == 0:
+                continue
+            buf = np.concatenate([buf, block]) if buf.size else block
+            received += block.shape[0]
+            while True:  # at most one batch of chunks exists at a time
+                cut(final=False)
+                if len(pending) < batch_size:
+                    break
+                run_batch(final=False)
+                # positions before the next chunk to process are final
+                ready = emit(next_start)
+                if ready is not None:
+                    yield ready
+        while True:
+            cut(final=True)
+            if not pending:
+                break
+            run_batch(final=True)
+            ready = emit(min(next_start, received))
+            if ready is not None:
+                yield ready
+        if acc_start < received:  # the rest of the last chunk(s)
+            ready = emit(received)
+            if ready is not None:
+                yield ready
+    finally:
+        bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# streaming input
+# ----------------------------------------------------------------------------------------------------------
+def stream_audio_blocks(
+    path: str | os.PathLike,
+    sr: int,
+    block_seconds: float = 30.0,
+    resample: bool = True,
+) -> Iterator[np.ndarray]:
+    """Yield a file's audio as mono float32 blocks of about ``block_seconds`` at ``sr``, reading block by
+    block (memory does not grow with the file's length).
+
+    Channels are averaged. A file at another rate is converted with a streaming soxr resampler when
+    ``resample``, else :class:`AudioError` tells the user to pass ``--resample``. Missing, folder, 0-byte,
+    0-sample, unreadable files and NaN/inf samples raise :class:`AudioError` naming the file (the NaN error
+    also the time of the first bad block). Formats soundfile cannot read are decoded whole with
+    :func:`load_audio` (ffmpeg) and then yielded in blocks.
+    """
+    path = Path(path)
+    _check_path(path)
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as sf_exc:
+        if path.suffix.lower() in (".wav", ".flac"):
+            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+        wave, file_sr = load_audio_with_rate(path, None)
+        _check_rate(path, file_sr, sr, resample)
+        if file_sr != sr:
+            wave = _resample_array(wave, file_sr, sr)
+        step = max(1, int(round(block_seconds * sr)))
+        for i in range(0, wave.shape[0], step):
+            yield wave[i:i + step]
+        return
+    with f:
+        file_sr = f.samplerate
+        if f.frames == 0:
+            raise AudioError(f"{path}: zero-length audio (no samples)")
+        _check_rate(path, file_sr, sr, resample)
+        stream = None
+        if file_sr != sr:
+            import soxr
+
+            stream = soxr.ResampleStream(file_sr, sr, 1, dtype="float32", quality="HQ")
+        step = max(1, int(round(block_seconds * file_sr)))
+        position = 0
+        while True:
+            try:
+                data = f.read(frames=step, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(f"{path}: unreadable or corrupt audio at {position / file_sr:.2f} s ({exc})") from exc
+            if data.shape[0] == 0:
+                break
+            block = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if not np.all(np.isfinite(block)):
+                bad = int(block.size - np.count_nonzero(np.isfinite(block)))
+                first = position + int(np.argmax(~np.isfinite(block)))
+                raise AudioError(f"{path}: contains NaN/inf sample(s) ({bad} in the block at "
+                                 f"{position / file_sr:.2f} s, first at {first / file_sr:.3f} s)")
+            position += block.shape[0]
+            if stream is not None:
+                block = stream.resample_chunk(np.ascontiguousarray(block))
+            if block.size:
+                yield np.ascontiguousarray(block, dtype=np.float32)
+        if position == 0:
+            raise AudioError(f"{path}: zero-length audio (no samples)")
+        if stream is not None:
+            tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if tail.size:
+                yield np.ascontiguousarray(tail, dtype=np.float32)
+
+
+def stream_length(path: str | os.PathLike, sr: int) -> int | None:
+    """Expected number of samples :func:`stream_audio_blocks` yields at ``sr`` (None if unknown)."""
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    if not info.samplerate or info.frames <= 0:
+        return None
+    return int(round(info.frames * sr / info.samplerate))
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: zero-length file (0 bytes)")
+
+
+def _check_rate(path: Path, file_sr: int, sr: int, resample: bool) -> None:
+    if file_sr != sr and not resample:
+        raise AudioError(
+            f"{path}: sample rate is {file_sr} Hz but the model works at {sr} Hz; pass --resample "
+            f"(resample=True) to convert it"
+        )

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from .errors import UssnbError
 
@@ -88,6 +89,43 @@ def _cmd_pipeline(args) -> int:
     return 0
 
 
+def _cmd_separate(args) -> int:
+    from .separate import run_separate
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    summary, failed = run_separate(
+        args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
+        threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
+        segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(f"summary: {Path(args.out) / 'summary.json'} ({failed} input(s) failed)" if failed else
+          f"summary: {Path(args.out) / 'summary.json'}")
+    return 1 if failed else 0
+
+
+SEPARATE_EPILOG = """examples:
+  ussnb separate street.wav --query "Dog" --checkpoint runs/cpu --out separated/
+  ussnb separate recordings/ --query "/m/0bt9lr" --checkpoint runs/cpu --out separated/ --residual
+  ussnb separate film.flac --example bark1.wav bark2.wav --checkpoint runs/cpu --out separated/
+  ussnb separate film.flac --levels 1 2 3 --threshold 0.2 --checkpoint runs/cpu --out separated/
+
+outputs:
+  --query / --example: OUT/<input name>__<query slug>.wav, exactly one per input (float32 WAV at the model's
+      rate); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
+  --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
+      2 s segment (silent where inactive), OUT/<input name>/summary.json (what was found where).
+  OUT/summary.json lists every input with its outputs and status (done, skipped, failed).
+  Input names are the file stems; inputs with the same stem (a/x.wav, b/x.wav) get a folder + hash suffix.
+
+Long inputs are streamed from disk in blocks and separated in overlapping chunks that are cross-faded (no
+clicks at chunk borders), so memory does not grow with the input's length. Inputs at another sample rate
+than the model's need --resample; stereo inputs are averaged to mono."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ussnb",
@@ -134,6 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
     p_pipe.add_argument("--force", action="store_true", help="re-run stages even if done")
     p_pipe.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
     p_pipe.set_defaults(func=_cmd_pipeline)
+
+    p_sep = sub.add_parser(
+        "separate", help="separate a class, an example's sound or a whole ontology level from audio files",
+        description="Query-conditioned separation of audio files with a trained separator: one class (by name, "
+                    "MID or index → its class-average condition), the sound of your example files (query by "
+                    "example), or hierarchical separation by AudioSet ontology levels (Algorithm 3 of Kong et "
+                    "al. 2023).",
+        epilog=SEPARATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_sep.add_argument("inputs", nargs="+", metavar="IN", help="audio files and/or folders (every audio file in a "
+                                                               "folder is processed)")
+    what = p_sep.add_mutually_exclusive_group(required=True)
+    what.add_argument("--query", metavar="TEXT", help="class to extract: display name (e.g. \"Dog\"), AudioSet MID "
+                                                      "or class index; also a saved condition .npy/.npz")
+    what.add_argument("--example", nargs="+", metavar="AUDIO", help="example recordings of the sound to extract "
+                                                                    "(query by example; needs a tagger-based model)")
+    what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
+                                                                         "(1 = the 7 top categories, up to 6)")
+    p_sep.add_argument("--threshold", type=float, default=0.2,
+                       help="--levels: a node is active in a 2 s segment when its max probability ≥ this (default 0.2)")
+    p_sep.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
+                       help="a trained separator.pt, or a pipeline run directory (then its tagger and class-average "
+                            "conditions are used too)")
+    p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p_sep.add_argument("--residual", action="store_true", help="also write the residual (everything else) track")
+    p_sep.add_argument("--resample", action="store_true",
+                       help="convert inputs at another sample rate to the model's (otherwise they are an error)")
+    p_sep.add_argument("--force", action="store_true", help="redo inputs whose outputs already exist")
+    p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS", help="chunk length (default 2.0)")
+    p_sep.add_argument("--overlap", type=float, default=0.25, metavar="FRACTION",
+                       help="fraction of a chunk cross-faded with the next, in [0, 1) (default 0.25)")
+    p_sep.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
+    p_sep.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p_sep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_sep.set_defaults(func=_cmd_separate)
     return parser
 
 

@@ -57,7 +57,7 @@ from IPython.display import Audio, display
 from ussnb import data, plots_separation
 from ussnb.audio import load_audio
 from ussnb.errors import DataError
-from ussnb.separate import SeparationBundle, detection_report, separate, separate_hierarchy
+from ussnb.separate import SeparationBundle, detection_report, separate_file, separate_hierarchy, slugify
 
 torch.set_num_threads(2)
 stage = Path(stage_dir)
@@ -91,7 +91,8 @@ else:
     print(f"{clip.clip_id}: tagged {[ds.label_names[m] for m in clip.labels]}")
     for e in true_events:
         print(f"  {e['label']:32s} {e['onset']:5.2f}-{e['offset']:5.2f} s{'' if e['labelled'] else '  (unlabelled)'}")
-mixture = load_audio(clip_path, bundle.sample_rate)
+VIEW = 60.0  # seconds shown and played (a long input is separated whole, on disk, but only its start is shown)
+mixture = load_audio(clip_path, bundle.sample_rate, duration=VIEW)
 display(Audio(mixture, rate=bundle.sample_rate))
 
 # %% [markdown]
@@ -113,7 +114,7 @@ print(f"real-time factor {summary['real_time_factor']:.3f} ({summary['wall_secon
 
 # %%
 folder = stage / "tracks" / "clip"
-tracks = {int(lv): [(n["label"], load_audio(folder / n["file"], bundle.sample_rate), n["active"])
+tracks = {int(lv): [(n["label"], load_audio(folder / n["file"], bundle.sample_rate, duration=VIEW), n["active"])
                     for n in entry["nodes"]] for lv, entry in summary["levels"].items()}
 plots_separation.hierarchy_figure(mixture, bundle.sample_rate, tracks, kind="spectrogram",
                                   path=stage / "figures" / "hierarchy_spectrograms.png")
@@ -140,8 +141,19 @@ deepest = [t for lv in sorted(tracks, reverse=True) for t in tracks[lv]]
 class_names = set(bundle.names) | {lab.name for lab in onto.labels}
 fallback = next((t[0] for t in deepest if t[0] in class_names), bundle.names[0])
 chosen = query or fallback
-target, residual = separate(clip_path, chosen, bundle, residual=True, resample=True, progress=False,
-                            segment_seconds=segment_seconds, overlap=overlap)
+
+
+def separate_to_disk(name, residual=False):
+    """Separate ``name`` from the clip into this stage's folder (streamed); the first VIEW seconds back."""
+    out = stage / "queries" / f"{slugify(name)}.wav"
+    res = out.with_name(out.stem + "__residual.wav") if residual else None
+    separate_file(clip_path, out, name, bundle, residual_path=res, resample=True, progress=False,
+                  segment_seconds=segment_seconds, overlap=overlap)
+    waves = [load_audio(p, bundle.sample_rate, duration=VIEW) for p in (out, res) if p is not None]
+    return waves if residual else waves[0]
+
+
+target, residual = separate_to_disk(chosen, residual=True)
 print(f"query: {chosen}")
 display(Audio(target, rate=bundle.sample_rate), Audio(residual, rate=bundle.sample_rate))
 plots_separation.query_figure(mixture, bundle.sample_rate, {chosen: target, "residual (everything else)": residual},
@@ -171,7 +183,7 @@ if INTERACTIVE:
             out.clear_output()
             results = {}
             for name in pick.value:
-                results[name] = separate(clip_path, name, bundle, resample=True, progress=False)
+                results[name] = separate_to_disk(name)
                 print(name)
                 display(Audio(results[name], rate=bundle.sample_rate))
             if results:
@@ -182,7 +194,7 @@ if INTERACTIVE:
     display(widgets.VBox([box, pick, run, out]))
 else:
     picked = [t[0] for t in deepest if t[0] in class_names][:3] or bundle.names[:2]
-    results = {name: separate(clip_path, name, bundle, resample=True, progress=False) for name in picked}
+    results = {name: separate_to_disk(name) for name in picked}
     plots_separation.query_figure(mixture, bundle.sample_rate, results, title="detected classes, each queried",
                                   path=stage / "figures" / "picked_classes.png")
 

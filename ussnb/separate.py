@@ -1,0 +1,1140 @@
+"""Separation for users: "give me the dog in this recording", "split this soundtrack by the AudioSet ontology".
+
+- :class:`SeparationBundle` — everything inference needs, from a checkpoint file (``separator.pt``) or a
+  pipeline run directory (then also the run's tagger and class-average conditions): the separator, its
+  condition type, the class MIDs / names, the ontology restricted to them, the tagger (loaded lazily), the
+  eq.-9 class-average conditions.
+- :func:`resolve_query` — a class (name, MID or index → its class-average condition), example audio files
+  (query by example through the tagger), a saved ``.npy`` / ``.npz`` condition, or a vector; every condition
+  type mismatch is an error that names both types.
+- :func:`separate` / :func:`separate_file` — chunked, batched, cross-faded overlap-add
+  (:func:`ussnb.audio.stream_overlap_add`) streamed from disk to disk: memory does not grow with the input's
+  length. Optionally the residual ("everything else") track.
+- :func:`separate_hierarchy` — Algorithm 3 with Algorithm 4's grouping: pass 1 streams the file and tags
+  non-overlapping 2 s segments; for every requested ontology level a node is active in a segment when the
+  max probability over its descendants reaches θ; pass 2 streams the file again and, for each node active
+  somewhere, separates every active segment with condition = that segment's tagging vector zeroed outside
+  the node's descendants, silence elsewhere (chunks = the segments plus 0.25 s margins, cross-faded, so a
+  track fades in and out over 0.5 s around segment borders instead of clicking). Writes
+  ``out/<name>/level=<l>/<node label>.wav`` (float32) and ``out/<name>/summary.json``.
+- :func:`run_separate` — the ``ussnb separate`` command's batch driver (folders, skip-if-done, unique names).
+
+Rates. The separator works at ``bundle.sample_rate``; an input at another rate is resampled only when asked
+(``resample=True`` / ``--resample``), else :class:`~ussnb.errors.AudioError` says so. The tagger's own rate is
+an internal detail: pass 1 always converts to it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .audio import (check_wave, resample as resample_array, segment_hop, stream_audio_blocks,
+                    stream_length, stream_overlap_add)
+from .errors import AudioError, CheckpointError, DataError, OntologyError, UssnbError
+
+log = logging.getLogger(__name__)
+
+SED_STAGE = "01_weak_labels_and_sed"
+QUERIES_STAGE = "03_query_conditions"
+TRAINING_STAGE = "04_training"
+DATA_STAGE = "00_data"
+TAG_SECONDS = 2.0  # Algorithm 3 tags non-overlapping 2 s segments
+HIERARCHY_KINDS = ("soft", "onehot")
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64",
+                  ".m4a", ".aac", ".opus", ".wma", ".webm", ".mka", ".mp4", ".g722"}
+_KIND_TEXT = {
+    "onehot": "one-hot class vectors",
+    "soft": "the tagger's class probabilities",
+    "embedding": "the tagger's embeddings",
+    "finetune": "a fine-tuned tagger's outputs",
+    "shortcut": "a tagger + shortcut copy's outputs",
+    "adaptor": "a tagger + adaptor's outputs",
+}
+
+
+# ============================================================================================== bundle
+@dataclass
+class SeparationBundle:
+    """A separator with what it needs to be queried.
+
+    Attributes:
+        model: ``model(mixture (batch, 1, samples), condition (batch, C)) → (batch, 1, samples)``.
+        kind: condition type it was trained with (onehot | soft | embedding | finetune | shortcut | adaptor).
+        labels: class MIDs (the order of class-probability vectors).
+        names: display names of ``labels``.
+        class_conditions: ``(classes, C)`` eq.-9 class-average conditions of ``kind`` (None if unknown).
+        class_counts: anchors per class behind ``class_conditions`` (0 = no average for that class).
+        query_net_state: learned query-net weights (learnable condition types).
+        source: where it came from (checkpoint path or run directory).
+    """
+
+    model: torch.nn.Module
+    kind: str
+    labels: list[str]
+    names: list[str]
+    class_conditions: np.ndarray | None = None
+    class_counts: np.ndarray | None = None
+    query_net_state: dict | None = None
+    source: str = ""
+    run_dir: Path | None = None
+    tagger_loader: Callable[[], Any] | None = None
+    _tagger: Any = field(default=None, repr=False)
+    _ontology: Any = field(default=None, repr=False)
+    _query_net: Any = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.model.eval()
+        if self.names is None or len(self.names) != len(self.labels):
+            self.names = list(self.labels)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, checkpoint_or_run: str | os.PathLike, **kwargs) -> "SeparationBundle":
+        """From a checkpoint file or a pipeline run directory (``RUN/04_training/separator.pt`` + the run's
+        tagger and class-average conditions)."""
+        path = Path(checkpoint_or_run)
+        if path.is_dir():
+            return cls.from_run(path, **kwargs)
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint file or run directory")
+        return cls.from_checkpoint(path, **kwargs)
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, **kwargs) -> "SeparationBundle":
+        run = Path(run_dir)
+        ckpt = run / TRAINING_STAGE / "separator.pt"
+        if not ckpt.is_file():
+            if (run / "separator.pt").is_file():  # a training stage folder itself
+                return cls.from_checkpoint(run / "separator.pt", **kwargs)
+            raise CheckpointError(f"{run}: not a pipeline run directory with a trained separator "
+                                  f"({TRAINING_STAGE}/separator.pt missing — run the pipeline up to stage 04)")
+        return cls.from_checkpoint(ckpt, sed_dir=run / SED_STAGE, queries_dir=run / QUERIES_STAGE,
+                                   data_dir=run / DATA_STAGE, **kwargs)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        sed_dir: str | os.PathLike | None = None,
+        queries_dir: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None,
+        tagger: Any = None,
+    ) -> "SeparationBundle":
+        """A ``separator.pt`` written by :func:`ussnb.train.train_separator` (or ``save_separator`` with the
+        extras ``condition`` and ``labels``). If it sits in a run's ``04_training`` folder, the run's other
+        stage folders are used unless given. ``tagger``: a tagger object to use instead of the run's."""
+        from .checkpoint import read_checkpoint
+        from .separators import load_separator
+
+        path = Path(path)
+        payload = read_checkpoint(path)
+        model = load_separator(path)
+        kind = payload.get("condition")
+        labels = payload.get("labels")
+        if kind is None or labels is None:
+            raise CheckpointError(f"{path}: the checkpoint does not record its condition type and class labels "
+                                  "('condition', 'labels'); it was not written by the training stage")
+        run = path.parent.parent if path.parent.name == TRAINING_STAGE else None
+        if run is not None:
+            sed_dir = sed_dir if sed_dir is not None else run / SED_STAGE
+            queries_dir = queries_dir if queries_dir is not None else run / QUERIES_STAGE
+            data_dir = data_dir if data_dir is not None else run / DATA_STAGE
+        names = _label_names(labels, data_dir, queries_dir)
+        conditions = counts = None
+        if queries_dir is not None:
+            conditions, counts = _class_conditions(Path(queries_dir), kind, labels, int(model.condition_size))
+        if conditions is None and isinstance(payload.get("class_conditions"), dict):
+            cc = payload["class_conditions"]
+            conditions = np.asarray(cc["conditions"], np.float32)
+            counts = np.asarray(cc.get("counts", np.ones(len(labels))), np.int64)
+        if conditions is None and kind == "onehot":
+            conditions, counts = np.eye(len(labels), dtype=np.float32), np.ones(len(labels), np.int64)
+        loader = None
+        if tagger is None:
+            loader = _tagger_loader(sed_dir, payload.get("tagger"), labels, path)
+        bundle = cls(model=model, kind=kind, labels=list(labels), names=names, class_conditions=conditions,
+                     class_counts=counts, query_net_state=payload.get("query_net_state"), source=str(path),
+                     run_dir=run, tagger_loader=loader)
+        bundle._tagger = tagger
+        return bundle
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    @property
+    def condition_size(self) -> int:
+        return int(self.model.condition_size)
+
+    @property
+    def classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def tagger(self):
+        """The tagger (outputs in this bundle's class order), loaded on first use."""
+        if self._tagger is None:
+            if self.tagger_loader is None:
+                raise CheckpointError(
+                    f"{self.source}: no tagger is known for this checkpoint (query by example and hierarchical "
+                    "separation need one) — pass the pipeline run directory instead of the bare checkpoint")
+            self._tagger = self.tagger_loader()
+            if int(self._tagger.classes) != self.classes:
+                raise CheckpointError(f"the tagger has {self._tagger.classes} classes, the separator's dataset "
+                                      f"{self.classes}")
+        return self._tagger
+
+    @property
+    def ontology(self):
+        """The AudioSet ontology (full metadata if configured, else the starter mini-ontology) restricted to
+        this bundle's labels; labels it does not know become top-level leaves."""
+        if self._ontology is None:
+            self._ontology = ontology_for(self.labels, self.names)
+        return self._ontology
+
+    def query_net(self):
+        """A :class:`~ussnb.queries.QueryNet` mapping waveforms to this model's conditions."""
+        from .queries import LEARNABLE, QueryNet
+
+        if self.kind == "onehot":
+            raise CheckpointError(
+                f"query by example needs a model trained with tagger-based conditions; {self.source} was trained "
+                "with 'onehot' conditions (class labels only) — query a class by name instead")
+        if self._query_net is None:
+            tagger = self.tagger
+            if self.kind in LEARNABLE:
+                import copy
+
+                # the learnable kinds keep the dimension of the tagger head they start from
+                output = "embedding" if int(getattr(tagger, "embedding_size", -1)) == self.condition_size else "soft"
+                net = QueryNet(copy.deepcopy(tagger), self.kind, output=output)
+                if self.query_net_state is None:
+                    raise CheckpointError(f"{self.source}: a '{self.kind}' model without its learned query-net "
+                                          "weights (query_net_state) cannot be queried")
+                net.load_state_dict(self.query_net_state)
+            else:
+                net = QueryNet(tagger, self.kind)
+            if int(net.dim) != self.condition_size:
+                raise CheckpointError(f"the query net gives {net.dim}-dim conditions, the separator expects "
+                                      f"{self.condition_size}")
+            self._query_net = net.eval()
+        return self._query_net
+
+    def class_index(self, query: str | int) -> int:
+        """Position of a class given by display name (dataset's or AudioSet's, case-insensitive), MID or
+        index. Unknown → :class:`OntologyError` listing the nearest labels."""
+        if isinstance(query, (int, np.integer)):
+            if not 0 <= int(query) < self.classes:
+                raise OntologyError(f"class index {query} out of range 0..{self.classes - 1}")
+            return int(query)
+        text = str(query).strip()
+        if text in self.labels:
+            return self.labels.index(text)
+        low = text.lower()
+        for i, name in enumerate(self.names):
+            if name.lower() == low:
+                return i
+        if text.isdigit():
+            return self.class_index(int(text))
+        onto = self.ontology
+        try:
+            return onto.label(text).index
+        except OntologyError:
+            pass
+        close = onto.closest(text)
+        hint = ("closest: " + ", ".join(repr(c) for c in close)) if close else \
+            ("known: " + ", ".join(repr(n) for n in self.names[:12]) + (", ..." if self.classes > 12 else ""))
+        raise OntologyError(f"unknown class {text!r}: this model separates {self.classes} classes; {hint}")
+
+
+def _label_names(labels: Sequence[str], data_dir, queries_dir) -> list[str]:
+    if data_dir is not None and (Path(data_dir) / "dataset.json").is_file():
+        try:
+            from . import data
+
+            ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+            if all(m in ds.label_names for m in labels):
+                return [ds.label_names[m] for m in labels]
+        except (UssnbError, OSError, KeyError, ValueError) as exc:
+            log.debug("dataset names unavailable: %s", exc)
+    if queries_dir is not None:
+        for sidecar in sorted(Path(queries_dir).glob("conditions_*.json")):
+            try:
+                meta = json.loads(sidecar.read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.get("names") and list(meta.get("labels", [])) == list(labels):
+                return list(meta["names"])
+    from .ontology import load_ontology
+
+    try:
+        onto = load_ontology()
+        known = {lab.mid: lab.name for lab in onto.labels}
+    except UssnbError:
+        known = {}
+    return [known.get(m, m) for m in labels]
+
+
+def _class_conditions(folder: Path, kind: str, labels: Sequence[str], size: int):
+    """The run's ``conditions_<kind>.npz``, reordered to ``labels``; None if absent."""
+    from .queries import ClassConditions
+
+    path = folder / f"conditions_{kind}.npz"
+    if not path.is_file():
+        return None, None
+    cc = ClassConditions(path)
+    if cc.kind != kind:
+        raise CheckpointError(f"{path} holds '{cc.kind}' conditions, the separator was trained with '{kind}'")
+    if cc.conditions.shape[1] != size:
+        raise CheckpointError(f"{path}: {cc.conditions.shape[1]}-dim conditions, the separator expects {size}")
+    missing = [m for m in labels if m not in cc.labels]
+    if missing:
+        raise CheckpointError(f"{path} lacks conditions for {len(missing)} of the separator's classes: {missing[:5]}")
+    order = [cc.labels.index(m) for m in labels]
+    return cc.conditions[order].astype(np.float32), np.asarray(cc.counts)[order]
+
+
+def _tagger_loader(sed_dir, spec, labels, ckpt_path) -> Callable[[], Any] | None:
+    from .taggers.stage import build_run_tagger, load_stage_tagger
+    from .taggers.stage import PRETRAINED_NAMES
+
+    if sed_dir is not None and (Path(sed_dir) / "tagger.json").is_file():
+        return lambda: load_stage_tagger(sed_dir).eval()
+    if isinstance(spec, dict) and spec.get("name"):
+        base = Path(ckpt_path).parent
+        return lambda: build_run_tagger(spec["name"], spec.get("labels", labels), checkpoint=spec.get("checkpoint"),
+                                        base_dir=base).eval()
+    if isinstance(spec, str) and spec in PRETRAINED_NAMES:
+        return lambda: build_run_tagger(spec, labels).eval()
+    return None
+
+
+def ontology_for(labels: Sequence[str], names: Sequence[str] | None = None):
+    """``load_ontology().subset(labels)``; labels missing from it become top-level leaves."""
+    from .ontology import Ontology, load_ontology
+
+    full = load_ontology()
+    known_mids = {lab.mid: lab for lab in full.labels}
+    names = list(names) if names is not None else list(labels)
+    if all(m in known_mids for m in labels):
+        return full.subset(list(labels))
+    known = [m for m in labels if m in known_mids]
+    nodes = list(full.subset(known).nodes.values()) if known else []
+    missing = [m for m in labels if m not in known_mids]
+    log.info("%d label(s) not in %s, treated as top-level leaves: %s", len(missing), full.source, missing[:5])
+    rows = [{"mid": m, "name": known_mids[m].name if m in known_mids else n,
+             "index": known_mids[m].audioset_index if m in known_mids else -1} for m, n in zip(labels, names)]
+    return Ontology(nodes, rows, source=f"{full.source} (subset of {len(labels)}, {len(missing)} as leaves)")
+
+
+# ============================================================================================== queries
+@dataclass
+class Query:
+    """A resolved query: the condition ``vector`` (C,), what it came from and a filename ``slug``."""
+
+    vector: np.ndarray
+    source: str  # class | example | file | vector
+    label: str
+    slug: str
+    detail: dict = field(default_factory=dict)
+
+
+def slugify(text: str, max_len: int = 40) -> str:
+    """Lower-case ASCII letters, digits and ``-``: ``"Male speech, man speaking"`` → ``male-speech-man-speaking``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return (slug[:max_len].rstrip("-") or "query")
+
+
+def safe_filename(text: str, max_len: int = 80) -> str:
+    """A label as a file name: path separators and control / reserved characters replaced by ``_``."""
+    name = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', "_", str(text)).strip().strip(".")
+    return name[:max_len].rstrip() or "unnamed"
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:6]
+
+
+def resolve_query(query: Any, bundle: SeparationBundle) -> Query:
+    """Turn a user query into a condition vector for ``bundle.model``.
+
+    Args:
+        query: a class display name / MID / index (→ the eq.-9 class-average condition); a list of example
+            audio files (query by example through the tagger); a path to a saved ``.npy`` / ``.npz``
+            condition; or an array / tensor ``(C,)``.
+
+    Raises:
+        OntologyError: unknown class (nearest labels listed).
+        AudioError: an example file is silent, empty or unreadable.
+        CheckpointError: the condition does not fit the model (type / size), naming both.
+    """
+    if isinstance(query, Query):
+        _check_vector(query.vector, bundle, what=query.label)
+        return query
+    if isinstance(query, torch.Tensor):
+        query = query.detach().cpu().numpy()
+    if isinstance(query, np.ndarray) and query.dtype.kind in "fiu":
+        vec = _as_vector(query, "the condition array")
+        _check_vector(vec, bundle, what="the condition array")
+        return Query(vec, "vector", "vector", "vector-" + hashlib.sha1(vec.tobytes()).hexdigest()[:6])
+    if isinstance(query, (list, tuple)):
+        files = [Path(q) for q in query]
+        if not files:
+            raise AudioError("query by example needs at least one audio file")
+        return _example_query(files, bundle)
+    if isinstance(query, os.PathLike) or isinstance(query, str) and \
+            Path(query).suffix.lower() in AUDIO_SUFFIXES | {".npy", ".npz"}:
+        path = Path(query)
+        if path.suffix.lower() in (".npy", ".npz"):
+            return _file_query(path, bundle)
+        return _example_query([path], bundle)
+    if isinstance(query, (str, int, np.integer)):
+        return _class_query(query, bundle)
+    raise TypeError(f"cannot interpret a query of type {type(query).__name__}")
+
+
+def _class_query(query, bundle: SeparationBundle) -> Query:
+    k = bundle.class_index(query)
+    mid, name = bundle.labels[k], bundle.names[k]
+    detail = {"mid": mid, "index": k}
+    if bundle.class_conditions is not None:
+        if bundle.class_counts is not None and bundle.class_counts[k] == 0:
+            raise DataError(f"class {name!r} ({mid}) had no training anchors, so it has no class-average "
+                            "condition — query it by example instead (--example)")
+        vec = bundle.class_conditions[k].astype(np.float32)
+        detail["condition"] = f"class average ({bundle.kind})"
+    elif bundle.kind == "soft":
+        log.warning("no class-average soft conditions found beside %s: using the one-hot vector of %r (a perfect "
+                    "tagger's output); pass the run directory for the eq.-9 averages", bundle.source, name)
+        vec = np.zeros(bundle.condition_size, np.float32)
+        vec[k] = 1.0
+        detail["condition"] = "one-hot (no class averages available)"
+    else:
+        raise CheckpointError(
+            f"{bundle.source}: no class-average '{bundle.kind}' conditions are known, so a class cannot be queried "
+            f"by name (expected {QUERIES_STAGE}/conditions_{bundle.kind}.npz in the run directory) — pass the "
+            "pipeline run directory, or query by example (--example)")
+    _check_vector(vec, bundle, what=f"class {name!r}")
+    return Query(vec, "class", name, slugify(name), detail)
+
+
+def _example_query(files: list[Path], bundle: SeparationBundle) -> Query:
+    from .queries import query_by_example
+
+    net = bundle.query_net()  # raises for onehot models / no tagger
+    vec = query_by_example(files, net)
+    stems = "+".join(f.stem for f in files[:2]) + (f"+{len(files) - 2}" if len(files) > 2 else "")
+    slug = f"example-{slugify(stems, 24)}-{_short_hash(*[str(f.resolve()) for f in files])}"
+    return Query(vec.astype(np.float32), "example", "example: " + ", ".join(f.name for f in files), slug,
+                 {"files": [str(f) for f in files]})
+
+
+def _file_query(path: Path, bundle: SeparationBundle) -> Query:
+    if not path.is_file():
+        raise DataError(f"{path}: condition file not found")
+    kind = None
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        try:
+            kind = json.loads(sidecar.read_text()).get("kind")
+        except (OSError, ValueError):
+            kind = None
+    try:
+        if path.suffix.lower() == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = next((k for k in ("condition", "vector", "embedding") if k in z), None)
+                if key is None and keys == ["conditions", "counts"] or "conditions" in keys and key is None:
+                    raise CheckpointError(
+                        f"{path} holds class-average conditions for {z['conditions'].shape[0]} classes, not one "
+                        "query — query a class by name (with the run directory as --checkpoint) instead")
+                if key is None:
+                    if len(keys) != 1:
+                        raise CheckpointError(f"{path}: expected one array (or a 'condition' entry), found {keys}")
+                    key = keys[0]
+                arr = z[key]
+                if kind is None and "kind" in z:
+                    kind = str(z["kind"])
+    except UssnbError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read the condition ({exc})") from exc
+    vec = _as_vector(arr, str(path))
+    _check_vector(vec, bundle, what=str(path), given_kind=kind)
+    return Query(vec, "file", path.name, f"{slugify(path.stem, 24)}-{_short_hash(str(path.resolve()))}",
+                 {"file": str(path), "kind": kind})
+
+
+def _as_vector(arr, what: str) -> np.ndarray:
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1 or arr.size == 0:
+        raise CheckpointError(f"{what}: a condition must be one vector (C,), got shape {tuple(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        raise CheckpointError(f"{what}: the condition contains NaN/inf")
+    return arr
+
+
+def _guess_kind(dim: int, bundle: SeparationBundle) -> str:
+    if dim == bundle.classes:
+        return "class-probability (soft/onehot)"
+    emb = None
+    if bundle._tagger is not None or bundle.tagger_loader is not None:
+        try:
+            emb = int(bundle.tagger.embedding_size)
+        except Exception:  # the tagger may be unavailable; the message then stays generic
+            emb = None
+    if emb == dim or dim in (128, 512, 768, 960, 1024, 2048):
+        return "embedding"
+    return "unknown-type"
+
+
+def _check_vector(vec: np.ndarray, bundle: SeparationBundle, *, what: str, given_kind: str | None = None) -> None:
+    size = bundle.condition_size
+    trained = f"'{bundle.kind}' conditions ({size} dims: {_KIND_TEXT.get(bundle.kind, bundle.kind)})"
+    if given_kind is not None and given_kind != bundle.kind:
+        compatible = {given_kind, bundle.kind} <= set(HIERARCHY_KINDS) and vec.shape[0] == size
+        if not compatible:
+            raise CheckpointError(f"{what} is a '{given_kind}' condition ({vec.shape[0]} dims) but the separator "
+                                  f"({bundle.source}) was trained with {trained}")
+        log.warning("%s is a '%s' condition; the model was trained with '%s' ones", what, given_kind, bundle.kind)
+    if vec.shape[0] != size:
+        guess = _guess_kind(vec.shape[0], bundle)
+        raise CheckpointError(f"{what} is a {vec.shape[0]}-dim {guess} vector but the separator ({bundle.source}) "
+                              f"was trained with {trained}")
+
+
+# ============================================================================================== separation
+def _model_forward(model, chunks: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """``(B, segment)`` chunks and ``(B, C)`` conditions → ``(B, segment)`` estimates."""
+    with torch.inference_mode():
+        y = model(torch.from_numpy(np.ascontiguousarray(chunks))[:, None],
+                  torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)))[:, 0]
+    y = y.float().numpy()
+    n = chunks.shape[1]
+    if y.shape[1] != n:  # a model that trims / pads its STFT frames
+        y = y[:, :n] if y.shape[1] > n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
+    if not np.all(np.isfinite(y)):
+        raise UssnbError("the separator produced NaN/inf (a diverged checkpoint?)")
+    return y
+
+
+def _query_fn(bundle: SeparationBundle, vec: np.ndarray, residual: bool):
+    cond = np.asarray(vec, np.float32)[None]
+
+    def fn(chunks: np.ndarray, starts: list[int]) -> np.ndarray:
+        y = _model_forward(bundle.model, chunks, np.repeat(cond, len(chunks), axis=0))
+        return np.stack([y, chunks - y]) if residual else y
+
+    return fn
+
+
+def _input_blocks(wave_or_path, bundle: SeparationBundle, *, sr: int | None, resample: bool, block_seconds: float):
+    """(blocks, expected length or None, display name)"""
+    target = bundle.sample_rate
+    if isinstance(wave_or_path, (str, os.PathLike)):
+        path = Path(wave_or_path)
+        return stream_audio_blocks(path, target, block_seconds, resample=resample), stream_length(path, target), str(path)
+    wave = np.asarray(wave_or_path.detach().cpu().numpy() if isinstance(wave_or_path, torch.Tensor) else wave_or_path,
+                      dtype=np.float32)
+    if wave.ndim == 2:  # (channels, samples)
+        wave = wave.mean(axis=0)
+    if wave.ndim != 1:
+        raise AudioError(f"expected a waveform (samples,) or (channels, samples), got shape {wave.shape}")
+    check_wave(wave, name="input audio")
+    rate = target if sr is None else int(sr)
+    if rate != target:
+        if not resample:
+            raise AudioError(f"input audio is at {rate} Hz but the model works at {target} Hz; pass --resample "
+                             "(resample=True) to convert it")
+        wave = resample_array(wave, rate, target)
+    return [wave], wave.shape[0], "input audio"
+
+
+def separate(
+    wave_or_path,
+    query,
+    bundle: SeparationBundle,
+    segment_seconds: float = 2.0,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    residual: bool = False,
+    progress: bool = True,
+    *,
+    resample: bool = False,
+    sr: int | None = None,
+    block_seconds: float = 30.0,
+):
+    """Separate ``query`` from a waveform or an audio file (in memory; see :func:`separate_file` for disk to
+    disk).
+
+    Args:
+        wave_or_path: ``(samples,)`` / ``(channels, samples)`` array at ``sr`` (default: the model's rate), or a
+            path (read block by block; channels averaged).
+        query: anything :func:`resolve_query` accepts, or a resolved :class:`Query`.
+        segment_seconds, overlap: chunk length and the fraction shared by consecutive chunks (cross-faded).
+        resample: convert another input rate to the model's (else :class:`AudioError`).
+
+    Returns:
+        ``(samples,)`` float32 at ``bundle.sample_rate``, or ``(target, residual)`` with ``residual=True``
+        (``residual = mixture − target``).
+    """
+    q = resolve_query(query, bundle)
+    blocks, total, _ = _input_blocks(wave_or_path, bundle, sr=sr, resample=resample, block_seconds=block_seconds)
+    segment, hop = segment_hop(bundle.sample_rate, segment_seconds, overlap)
+    parts = list(stream_overlap_add(blocks, _query_fn(bundle, q.vector, residual), segment, hop, batch_size,
+                                    n_outputs=2 if residual else 1, progress=progress, total=total,
+                                    desc=f"separating {q.label}"))
+    if not parts:
+        raise AudioError("zero-length audio")
+    out = np.concatenate(parts, axis=-1)
+    return (out[0], out[1]) if residual else out
+
+
+class _WavWriter:
+    """Float32 WAV written to a temporary file beside ``path`` and renamed over it on :meth:`commit`."""
+
+    def __init__(self, path: Path, sr: int, expected: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        fmt = "RF64" if expected is not None and expected * 4 > 0xF0000000 else "WAV"
+        self.file = sf.SoundFile(self.tmp, "w", samplerate=int(sr), channels=1, subtype="FLOAT", format=fmt)
+        self.frames = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.file.write(np.asarray(block, np.float32))
+        self.frames += len(block)
+
+    def commit(self) -> Path:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+
+def separate_file(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    query,
+    bundle: SeparationBundle,
+    *,
+    residual_path: str | os.PathLike | None = None,
+    segment_seconds: float = 2.0,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    resample: bool = False,
+    progress: bool = True,
+    block_seconds: float = 30.0,
+) -> dict:
+    """Stream ``in_path`` → separated float32 WAV ``out_path`` (and the residual to ``residual_path``).
+
+    Memory stays bounded by a block plus a batch of chunks whatever the input's length; outputs appear
+    complete or not at all (temporary file + rename). Returns a summary dict (paths, seconds, real-time
+    factor, query)."""
+    t0 = time.perf_counter()
+    q = resolve_query(query, bundle)
+    in_path = Path(in_path)
+    sr = bundle.sample_rate
+    blocks = stream_audio_blocks(in_path, sr, block_seconds, resample=resample)
+    total = stream_length(in_path, sr)
+    segment, hop = segment_hop(sr, segment_seconds, overlap)
+    writers = [_WavWriter(Path(out_path), sr, total)]
+    if residual_path is not None:
+        writers.append(_WavWriter(Path(residual_path), sr, total))
+    try:
+        for block in stream_overlap_add(blocks, _query_fn(bundle, q.vector, residual_path is not None), segment, hop,
+                                        batch_size, n_outputs=len(writers), progress=progress, total=total,
+                                        desc=f"{in_path.name}: {q.label}"):
+            rows = [block] if len(writers) == 1 else list(block)
+            for w, row in zip(writers, rows):
+                w.write(row)
+        if writers[0].frames == 0:
+            raise AudioError(f"{in_path}: zero-length audio (no samples)")
+        paths = [w.commit() for w in writers]
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    seconds = writers[0].frames / sr
+    wall = time.perf_counter() - t0
+    return {"input": str(in_path), "output": str(paths[0]), "residual": str(paths[1]) if len(paths) > 1 else None,
+            "query": q.label, "query_source": q.source, "sample_rate": sr, "seconds": round(seconds, 3),
+            "wall_seconds": round(wall, 3), "real_time_factor": round(wall / max(seconds, 1e-9), 4)}
+
+
+# ============================================================================================== hierarchy
+def tag_segments(
+    path: str | os.PathLike,
+    bundle: SeparationBundle,
+    *,
+    tag_seconds: float = TAG_SECONDS,
+    batch_size: int = 8,
+    progress: bool = True,
+    block_seconds: float = 30.0,
+) -> np.ndarray:
+    """Pass 1 of Algorithm 3: the tagger's clip probabilities of consecutive non-overlapping ``tag_seconds``
+    segments (the last zero-padded), streamed at the tagger's own rate. Returns ``(segments, classes)``."""
+    from tqdm.auto import tqdm
+
+    tagger = bundle.tagger
+    tsr = int(tagger.sample_rate)
+    seg = int(round(tag_seconds * tsr))
+    total = stream_length(path, tsr)
+    bar = tqdm(total=int(np.ceil(total / seg)) if total else None, desc=f"tagging {Path(path).name}",
+               unit="segment", disable=not progress)
+    probs: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    buf = np.zeros(0, np.float32)
+
+    def flush():
+        if pending:
+            out = tagger.tag(np.stack(pending)).clip.detach().cpu().float().numpy()
+            probs.append(out)
+            bar.update(len(pending))
+            pending.clear()
+
+    try:
+        for block in stream_audio_blocks(path, tsr, block_seconds, resample=True):
+            buf = np.concatenate([buf, block]) if buf.size else block
+            while buf.shape[0] >= seg:
+                pending.append(buf[:seg].copy())
+                buf = buf[seg:]
+                if len(pending) >= batch_size:
+                    flush()
+        if buf.shape[0] or not (probs or pending):
+            pending.append(np.pad(buf, (0, seg - buf.shape[0])))
+        flush()
+    finally:
+        bar.close()
+    return np.concatenate(probs).astype(np.float32)
+
+
+@dataclass
+class Track:
+    """One output of hierarchical separation: an ontology node at a level."""
+
+    level: int
+    node: str
+    label: str
+    label_indices: list[int]
+    active: np.ndarray  # (segments,) bool
+    probability: np.ndarray  # (segments,) grouped max probability
+    file: str = ""
+
+
+def hierarchy_plan(probs: np.ndarray, ontology, levels: Iterable[int], threshold: float = 0.2) -> dict[int, list[Track]]:
+    """Algorithm 4 per level: group segment probabilities by the level's nodes (max over descendants);
+    the nodes active (≥ ``threshold``) in at least one segment, most probable first. Levels deeper than
+    the ontology give no tracks."""
+    out: dict[int, list[Track]] = {}
+    for level in levels:
+        level = int(level)
+        if level < 1:
+            raise OntologyError(f"ontology levels start at 1, got {level}")
+        if level > ontology.max_level:
+            out[level] = []
+            continue
+        grouped, nodes = ontology.group(probs, level)
+        _, groups = ontology.group_indices(level)
+        tracks = []
+        for j, (node, idx) in enumerate(zip(nodes, groups)):
+            active = grouped[:, j] >= threshold
+            if active.any():
+                tracks.append(Track(level, node, ontology.nodes[node]["name"], list(idx), active, grouped[:, j]))
+        tracks.sort(key=lambda t: -float(t.probability.max()))
+        out[level] = tracks
+    return out
+
+
+def _intervals(active: np.ndarray, seconds: float, duration: float) -> list[list[float]]:
+    """Merged runs of active segments as ``[start, end]`` seconds."""
+    runs, start = [], None
+    for i, a in enumerate(list(active) + [False]):
+        if a and start is None:
+            start = i
+        elif not a and start is not None:
+            runs.append([round(start * seconds, 3), round(min(i * seconds, duration), 3)])
+            start = None
+    return runs
+
+
+def separate_hierarchy(
+    path: str | os.PathLike,
+    bundle: SeparationBundle,
+    levels: Sequence[int] = (1, 2, 3),
+    threshold: float = 0.2,
+    out_dir: str | os.PathLike = "separated",
+    *,
+    name: str | None = None,
+    segment_seconds: float = 2.0,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    resample: bool = False,
+    progress: bool = True,
+    tag_seconds: float = TAG_SECONDS,
+    block_seconds: float = 30.0,
+) -> dict:
+    """Hierarchical separation (Algorithm 3 with Algorithm 4 grouping), streamed twice from disk.
+
+    Writes ``out_dir/<name>/level=<l>/<node label>.wav`` (float32, the model's rate) for every node of each
+    requested level active in ≥ 1 segment, ``tagging.npz`` (segment probabilities) and ``summary.json`` (per
+    level: node, label, ontology path, file, active intervals, max probability). Returns the summary.
+
+    Chunks follow the tagging grid: chunk i is tagging segment i (``tag_seconds``) extended on both sides by
+    half a cross-fade (``overlap · segment_seconds / 2``, 0.25 s by default), separated with segment i's
+    restricted tagging vector where the node is active there, silence elsewhere. Consecutive chunks are
+    cross-faded over the margin, so a track fades in / out over 0.5 s centred on a segment border instead of
+    clicking, and each segment costs one forward pass per active label group (tracks whose nodes group the
+    same labels share it).
+
+    Only models with K-dim class conditions (``soft`` / ``onehot``) can be conditioned on a restricted
+    tagging vector; others raise :class:`CheckpointError`.
+    """
+    t0 = time.perf_counter()
+    path = Path(path)
+    if bundle.kind not in HIERARCHY_KINDS or bundle.condition_size != bundle.classes:
+        raise CheckpointError(
+            f"hierarchical separation conditions the separator on restricted class-probability vectors; "
+            f"{bundle.source} was trained with '{bundle.kind}' conditions ({bundle.condition_size} dims) — it needs "
+            f"a model trained with 'soft' or 'onehot' conditions ({bundle.classes} dims)")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    sr = bundle.sample_rate
+    # rate check up front: the user's --resample decides about the separator's rate
+    probe = stream_audio_blocks(path, sr, 0.01, resample=resample)
+    try:
+        if next(probe, None) is None:
+            raise AudioError(f"{path}: zero-length audio (no samples)")
+    finally:
+        probe.close()
+    name = name or path.stem
+    folder = Path(out_dir) / name
+    probs = tag_segments(path, bundle, tag_seconds=tag_seconds, batch_size=batch_size, progress=progress,
+                         block_seconds=block_seconds)
+    t_tag = time.perf_counter() - t0
+    onto = bundle.ontology
+    plan = hierarchy_plan(probs, onto, levels, threshold)
+    tracks = [t for lv in sorted(plan) for t in plan[lv]]
+    used: set[str] = set()
+    for t in tracks:
+        base = f"level={t.level}/{safe_filename(t.label)}"
+        fname, i = base, 1
+        while fname.lower() in used:
+            i += 1
+            fname = f"{base} ({i})"
+        used.add(fname.lower())
+        t.file = fname + ".wav"
+    tag_len = int(round(tag_seconds * sr))
+    margin = int(round(overlap * segment_seconds * sr / 2))
+    segment, hop = tag_len + 2 * margin, tag_len
+    n_seg = probs.shape[0]
+    masks = np.zeros((len(tracks), bundle.classes), np.float32)
+    for i, t in enumerate(tracks):
+        masks[i, t.label_indices] = 1.0
+    keys = [tuple(t.label_indices) for t in tracks]
+    total = stream_length(path, sr)
+
+    def fn(chunks: np.ndarray, starts: list[int]) -> np.ndarray:
+        """Algorithm 3 on a batch of chunks (chunk j = tagging segment ``starts[j] // hop``)."""
+        out = np.zeros((len(tracks), len(chunks), segment), np.float32)
+        requests: dict[tuple, list[int]] = {}  # (chunk, label group) → tracks
+        for j, s in enumerate(starts):
+            si = min(n_seg - 1, s // hop)
+            for i, t in enumerate(tracks):
+                if t.active[si]:
+                    requests.setdefault((j, si, keys[i]), []).append(i)
+        items = list(requests.items())
+        for b in range(0, len(items), batch_size):
+            part = items[b:b + batch_size]
+            x = np.stack([chunks[j] for (j, _, _), _ in part])
+            c = np.stack([probs[si] * masks[ids[0]] for (_, si, _), ids in part])
+            y = _model_forward(bundle.model, x, c)
+            for ((j, _, _), ids), est in zip(part, y):
+                for i in ids:
+                    out[i, j] = est
+        return out
+
+    def blocks():
+        if margin:  # chunk i then starts half a cross-fade before segment i
+            yield np.zeros(margin, np.float32)
+        yield from stream_audio_blocks(path, sr, block_seconds, resample=resample)
+
+    writers = [_WavWriter(folder / t.file, sr, total) for t in tracks]
+    frames = 0
+    try:
+        if tracks:
+            skip = margin
+            # chunks per call: enough for about one forward batch of (chunk, label group) requests, so that the
+            # dense (tracks, chunks, samples) buffers stay small with many tracks
+            ola_batch = max(1, batch_size // max(1, len(set(keys))))
+            for block in stream_overlap_add(blocks(), fn, segment, hop, ola_batch, n_outputs=len(tracks),
+                                            progress=progress, total=(total + margin) if total else None,
+                                            desc=f"separating {path.name}"):
+                if skip:
+                    cut = min(skip, block.shape[1])
+                    block, skip = block[:, cut:], skip - cut
+                for w, row in zip(writers, block):
+                    w.write(row)
+            frames = writers[0].frames
+            for w in writers:
+                w.commit()
+        else:
+            frames = sum(b.shape[0] for b in stream_audio_blocks(path, sr, block_seconds, resample=resample))
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    duration = frames / sr
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "tagging.npz", probabilities=probs, labels=np.array(bundle.labels),
+             segment_seconds=np.float32(tag_seconds))
+    wall = time.perf_counter() - t0
+    summary = {
+        "input": str(path), "name": name, "sample_rate": sr, "duration_seconds": round(duration, 3),
+        "threshold": threshold, "tag_segment_seconds": tag_seconds, "segments": int(n_seg),
+        "separation": {"chunk_seconds": round(segment / sr, 4), "crossfade_seconds": round(2 * margin / sr, 4)},
+        "checkpoint": bundle.source, "condition": bundle.kind, "ontology": onto.source,
+        "levels": {}, "wall_seconds": round(wall, 3), "tagging_seconds": round(t_tag, 3),
+        "real_time_factor": round(wall / max(duration, 1e-9), 4),
+    }
+    for level in sorted(plan):
+        note = None if level <= onto.max_level else f"the ontology has {onto.max_level} levels"
+        summary["levels"][str(level)] = {
+            "nodes": [{"node": t.node, "label": t.label, "path": onto.path(t.node), "file": t.file,
+                       "active": _intervals(t.active, tag_seconds, duration), "n_active_segments": int(t.active.sum()),
+                       "max_probability": round(float(t.probability.max()), 4)} for t in plan[level]],
+            **({"note": note} if note else {}),
+        }
+    tmp = folder / ".summary.json.part"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, folder / "summary.json")
+    return summary
+
+
+def detection_report(summary: dict, ontology, events: Sequence[dict]) -> dict:
+    """How hierarchical separation's detections relate to the true events of a clip (evaluation only).
+
+    For each true class c (events ``{"mid", "onset", "offset", ...}`` whose MID the ontology knows), the
+    requested level to check is the deepest one not below c's own level; c counts as *detected* when one of
+    its ancestors-or-self at that level is among the detected nodes (``in_time``: and active in a tagging
+    segment overlapping one of c's events; ``exact``: c itself is a detected node). ``precision`` is the
+    fraction of detected nodes (all levels) that are an ancestor-or-self of some true class.
+    """
+    detected = {int(lv): {n["node"]: n for n in v["nodes"]} for lv, v in summary["levels"].items()}
+    levels = sorted(lv for lv in detected if lv <= ontology.max_level)
+    by_mid: dict[str, list[dict]] = {}
+    for ev in events:
+        if ev.get("mid") in ontology.nodes:
+            by_mid.setdefault(ev["mid"], []).append(ev)
+    classes = []
+    for mid, evs in by_mid.items():
+        own = ontology.level(mid)
+        usable = [lv for lv in levels if lv <= own]
+        entry = {"mid": mid, "label": ontology.nodes[mid]["name"], "class_level": own,
+                 "events": [[round(float(e["onset"]), 3), round(float(e["offset"]), 3)] for e in evs],
+                 "exact": mid in detected.get(own, {})}
+        if not usable:
+            entry.update(checked_level=None, detected=None, in_time=None)
+            classes.append(entry)
+            continue
+        lv = max(usable)
+        ancestors = [n for n in ontology.nodes_at_level(lv) if mid in ontology.descendants(n)]
+        hits = [a for a in ancestors if a in detected[lv]]
+        in_time = any(start < e["offset"] and e["onset"] < end for a in hits for start, end in detected[lv][a]["active"]
+                      for e in evs)
+        entry.update(checked_level=lv, nodes=[ontology.nodes[a]["name"] for a in ancestors],
+                     detected=bool(hits), in_time=bool(in_time))
+        classes.append(entry)
+    checked = [c for c in classes if c["detected"] is not None]
+    true_set = set(by_mid)
+    all_nodes = [(lv, n) for lv, nodes in detected.items() for n in nodes]
+    related = [1 for lv, n in all_nodes if ontology.descendants(n) & true_set] if all_nodes else []
+    return {
+        "true_classes": [c["label"] for c in classes],
+        "true_classes_detected": round(float(np.mean([c["detected"] for c in checked])), 4) if checked else None,
+        "true_classes_detected_in_time": round(float(np.mean([c["in_time"] for c in checked])), 4) if checked else None,
+        "true_classes_detected_exact": round(float(np.mean([c["exact"] for c in classes])), 4) if classes else None,
+        "detected_nodes_precision": round(len(related) / len(all_nodes), 4) if all_nodes else None,
+        "classes": classes,
+    }
+
+
+# ============================================================================================== batch / CLI
+def collect_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
+    """Files as given; folders → their audio files (by suffix, sorted, not recursive, hidden files skipped;
+    in the ``exclude`` folder — the output folder — files named like outputs, ``<name>__<query>…``, too)."""
+    out: list[Path] = []
+    skip = Path(exclude).resolve() if exclude is not None else None
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                           and f.suffix.lower() in AUDIO_SUFFIXES
+                           # outputs of an earlier run into this same folder are not inputs
+                           and not (skip is not None and f.resolve().parent == skip and "__" in f.stem))
+            if not found:
+                log.warning("%s: no audio files in this folder", p)
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise AudioError(f"{p}: no such audio file or folder")
+    seen, unique = set(), []
+    for f in out:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def output_names(files: Sequence[Path]) -> list[str]:
+    """A distinct name per input: its stem, or ``stem-<folder>-<hash>`` where stems collide (two inputs
+    ``a/x.wav`` and ``b/x.wav``, or ``x.wav`` and ``x.flac``)."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems[f.stem.lower()] = stems.get(f.stem.lower(), 0) + 1
+    names = []
+    for f in files:
+        if stems[f.stem.lower()] == 1:
+            names.append(f.stem)
+        else:
+            names.append(f"{f.stem}-{slugify(f.resolve().parent.name, 16)}-{_short_hash(str(f.resolve()))}")
+    return names
+
+
+def run_separate(
+    inputs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    *,
+    query: str | None = None,
+    examples: Sequence[str] | None = None,
+    levels: Sequence[int] | None = None,
+    threshold: float = 0.2,
+    residual: bool = False,
+    resample: bool = False,
+    force: bool = False,
+    segment_seconds: float = 2.0,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> tuple[dict, int]:
+    """What ``ussnb separate`` does: one query (``query`` text or ``examples`` files) → exactly one
+    ``<name>__<query slug>.wav`` per input (+ ``…__residual.wav``), or ``levels`` → hierarchical separation
+    into ``<name>/``; inputs already done are skipped unless ``force``; ``out_dir/summary.json`` lists every
+    item (merged with earlier runs). Returns the summary and the number of failed inputs."""
+    from tqdm.auto import tqdm
+
+    modes = sum(x is not None and x != [] for x in (query, examples, levels))
+    if modes != 1:
+        raise UssnbError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
+    out = Path(out_dir)
+    files = collect_inputs(inputs, exclude=out)
+    if not files:
+        raise AudioError("no audio files to separate")
+    names = output_names(files)
+    bundle = SeparationBundle.load(checkpoint)
+    q = None
+    if levels is None:
+        q = resolve_query(query if query is not None else list(examples), bundle)
+        echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
+    out.mkdir(parents=True, exist_ok=True)
+    items, failed = [], 0
+    bar = tqdm(list(zip(files, names)), desc="inputs", unit="file", disable=not progress or len(files) < 2)
+    for f, name in bar:
+        item: dict[str, Any] = {"input": str(f), "name": name}
+        try:
+            if q is not None:
+                target = out / f"{name}__{q.slug}.wav"
+                res = out / f"{name}__{q.slug}__residual.wav" if residual else None
+                item.update(output=str(target), residual=str(res) if res else None)
+                if not force and target.is_file() and (res is None or res.is_file()):
+                    item["status"] = "skipped"
+                    echo(f"skipped (done; --force to redo): {target}")
+                else:
+                    info = separate_file(f, target, q, bundle, residual_path=res, segment_seconds=segment_seconds,
+                                         overlap=overlap, batch_size=batch_size, resample=resample, progress=progress)
+                    item.update(status="done", seconds=info["seconds"], real_time_factor=info["real_time_factor"])
+                    echo(f"wrote {target}" + (f" and {res.name}" if res else ""))
+            else:
+                folder = out / name
+                item.update(output=str(folder), summary=str(folder / "summary.json"))
+                if not force and (folder / "summary.json").is_file():
+                    item["status"] = "skipped"
+                    echo(f"skipped (done; --force to redo): {folder}")
+                else:
+                    if force and folder.is_dir():
+                        for old in folder.glob("level=*/*.wav"):
+                            old.unlink()
+                    summ = separate_hierarchy(f, bundle, levels, threshold, out, name=name,
+                                              segment_seconds=segment_seconds, overlap=overlap,
+                                              batch_size=batch_size, resample=resample, progress=progress)
+                    found = {lv: [n["label"] for n in v["nodes"]] for lv, v in summ["levels"].items()}
+                    item.update(status="done", seconds=summ["duration_seconds"],
+                                real_time_factor=summ["real_time_factor"], detected=found)
+                    echo(f"wrote {folder}: " + "; ".join(f"level {lv}: {len(v)} node(s)" for lv, v in found.items()))
+        except UssnbError as exc:
+            failed += 1
+            item.update(status="failed", error=str(exc))
+            echo(f"FAILED {f}: {exc}")
+        items.append(item)
+    summary = _merge_summary(out / "summary.json", items, {
+        "checkpoint": str(checkpoint), "condition": bundle.kind, "sample_rate": bundle.sample_rate,
+        "mode": "hierarchy" if levels is not None else "query",
+        **({"levels": list(levels), "threshold": threshold} if levels is not None else
+           {"query": q.label, "query_slug": q.slug, "query_source": q.source}),
+        "segment_seconds": segment_seconds, "overlap": overlap,
+    })
+    return summary, failed
+
+
+def _merge_summary(path: Path, items: list[dict], meta: dict) -> dict:
+    """Write ``summary.json``: this run's settings and items, keeping items of earlier runs for other outputs."""
+    old_items: list[dict] = []
+    if path.is_file():
+        try:
+            old_items = json.loads(path.read_text()).get("items", [])
+        except (OSError, ValueError):
+            old_items = []
+    mine = {it["output"] for it in items if "output" in it}
+    merged = [it for it in old_items if it.get("output") not in mine] + items
+    summary = {**meta, "items": merged}
+    tmp = path.with_name(".summary.json.part")
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, path)
+    return summary
+
+
+__all__ = [
+    "Query", "SeparationBundle", "Track", "collect_inputs", "detection_report", "hierarchy_plan", "ontology_for", "output_names",
+    "resolve_query", "run_separate", "safe_filename", "separate", "separate_file", "separate_hierarchy", "slugify",
+    "tag_segments",
+]
