@@ -64,6 +64,20 @@ def test_runs_in_order_passes_folders_and_skips_done(toy_notebooks, tmp_path, ca
     assert "skipped" not in capsys.readouterr().out
 
 
+def test_relative_data_root_is_pinned_for_the_notebooks(tmp_path, monkeypatch):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    _notebook(folder / "00_data.ipynb", 'stage_dir: str = ""',
+              "import json, os, pathlib\nfrom ussnb.paths import data_root\n"
+              "pathlib.Path(stage_dir, 'metrics.json').write_text(json.dumps({'root': str(data_root().resolve())}))")
+    (folder / "p.yaml").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("USSNB_DATA", raising=False)
+    run_pipeline(str(folder / "p.yaml"), "run", notebooks_dir=folder)
+    root = json.loads((tmp_path / "run" / "00_data" / "metrics.json").read_text())["root"]
+    assert root == str((tmp_path / "data").resolve())  # not <run>/00_data/data
+
+
 def test_unknown_parameter_fails_before_running(toy_notebooks, tmp_path):
     with pytest.raises(PipelineError, match=r"unknown parameter\(s\) \['stpes'\]"):
         run_pipeline(str(toy_notebooks / "toy.yaml"), tmp_path / "r", overrides={"stpes": 3}, notebooks_dir=toy_notebooks)

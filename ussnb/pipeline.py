@@ -171,9 +171,26 @@ def run_pipeline(
     log_output: bool = False,
 ) -> Path:
     """Execute the stage notebooks in order; returns the run directory."""
-    import papermill as pm
 
     run_dir = Path(run_dir)
+    # notebooks run with their stage folder as working directory: pin the data root to an absolute path
+    # so a relative default (./data) still means the folder the pipeline was started from
+    from .paths import data_root
+
+    previous = os.environ.get("USSNB_DATA")
+    os.environ["USSNB_DATA"] = str(data_root().resolve())
+    try:
+        return _run(preset, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output)
+    finally:
+        if previous is None:
+            os.environ.pop("USSNB_DATA", None)
+        else:
+            os.environ["USSNB_DATA"] = previous
+
+
+def _run(preset, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output) -> Path:
+    import papermill as pm
+
     all_stages = discover_stages(notebooks_dir)
     chosen = select_stages(all_stages, stages)
     params = load_preset(preset) | dict(overrides or {})
