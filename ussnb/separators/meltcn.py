@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .stft import STFT
+from .stft import STFT, check_call
 
 PRESETS = {
     "default": dict(channels=128, dilations=(1, 2, 4, 8, 16, 32, 64, 128)),
@@ -141,10 +141,7 @@ class MelTCN(nn.Module):
     def forward(self, mixture, condition: torch.Tensor | None = None):
         if isinstance(mixture, dict):
             return {"waveform": self.forward(mixture["mixture"], mixture["condition"])}
-        if mixture.dim() != 3 or mixture.shape[1] != self.audio_channels:
-            raise ValueError(f"mixture must be (batch, {self.audio_channels}, samples), got {tuple(mixture.shape)}")
-        if condition is None or condition.shape != (mixture.shape[0], self.condition_size):
-            raise ValueError(f"condition must be (batch, {self.condition_size})")
+        check_call(mixture, condition, self.audio_channels, self.condition_size)
         spec = self.stft(mixture)  # (batch, channels, frames, bins) complex
         mask = self.mel_mask(spec.abs(), condition) @ self.expand  # (batch, channels, frames, bins)
         return self.stft.inverse(spec * mask, mixture.shape[-1])

@@ -58,7 +58,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict_checked
 from ..errors import CheckpointError
-from .stft import STFT, magnitude_phase
+from .stft import STFT, magnitude_phase, check_call
 
 # Size presets: ``channels`` = (pre-conv, encoder stage 1, ..., encoder stage S); the centre block keeps the last.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -426,12 +426,7 @@ class ResUNet(nn.Module):
     def forward(self, mixture, condition: torch.Tensor | None = None):
         if isinstance(mixture, Mapping):  # reference call style
             return {"waveform": self.forward(mixture["mixture"], mixture["condition"])}
-        if mixture.dim() != 3 or mixture.shape[1] != self.config["audio_channels"]:
-            raise ValueError(f"mixture must be (batch, {self.config['audio_channels']}, samples), "
-                             f"got {tuple(mixture.shape)}")
-        if condition is None or condition.shape != (mixture.shape[0], self.condition_size):
-            raise ValueError(f"condition must be (batch, {self.condition_size}), "
-                             f"got {None if condition is None else tuple(condition.shape)}")
+        check_call(mixture, condition, self.config["audio_channels"], self.condition_size)
         mag, cos, sin = self.spectrogram(mixture)
         logits = self.mask_logits(mag, condition)
         return self.apply_mask(logits, mag, cos, sin, mixture.shape[-1])

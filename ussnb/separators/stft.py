@@ -53,3 +53,12 @@ def magnitude_phase(spec: torch.Tensor, eps: float = 1e-10):
     real, imag = spec.real, spec.imag
     mag = (real * real + imag * imag).clamp_min(eps).sqrt()
     return mag, real / mag, imag / mag
+
+
+def check_call(mixture: torch.Tensor, condition: torch.Tensor | None, audio_channels: int, condition_size: int) -> None:
+    """Validate a separator call: ``mixture (batch, audio_channels, samples)``, ``condition (batch, condition_size)``."""
+    if mixture.dim() != 3 or mixture.shape[1] != audio_channels:
+        raise ValueError(f"mixture must be (batch, {audio_channels}, samples), got {tuple(mixture.shape)}")
+    if condition is None or tuple(condition.shape) != (mixture.shape[0], condition_size):
+        got = None if condition is None else tuple(condition.shape)
+        raise ValueError(f"condition must be (batch, {condition_size}) = ({mixture.shape[0]}, {condition_size}), got {got}")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .resunet import PRESETS
-from .stft import STFT
+from .stft import STFT, check_call
 
 
 class ConvBNReLUFiLM(nn.Module):
@@ -98,10 +98,7 @@ class UNet(nn.Module):
     def forward(self, mixture, condition: torch.Tensor | None = None):
         if isinstance(mixture, dict):
             return {"waveform": self.forward(mixture["mixture"], mixture["condition"])}
-        if mixture.dim() != 3 or mixture.shape[1] != self.audio_channels:
-            raise ValueError(f"mixture must be (batch, {self.audio_channels}, samples), got {tuple(mixture.shape)}")
-        if condition is None or condition.shape != (mixture.shape[0], self.condition_size):
-            raise ValueError(f"condition must be (batch, {self.condition_size})")
+        check_call(mixture, condition, self.audio_channels, self.condition_size)
         spec = self.stft(mixture)  # (batch, channels, frames, bins) complex
         mag = spec.abs()
         frames = mag.shape[2]
