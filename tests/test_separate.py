@@ -350,13 +350,17 @@ def test_cli_levels_and_errors(run_dir, tmp_path, capsys):
     sf.write(tmp_path / "x8k.wav", _noise(2.5, sr=8000), 8000)
     out = tmp_path / "out"
     code = main(["separate", str(tmp_path / "x.wav"), str(tmp_path / "x8k.wav"), "--levels", "1", "2",
-                 "--threshold", "0", "--checkpoint", str(run_dir), "--out", str(out), "--no-progress"])
-    assert code == 1  # the 8 kHz input failed (no --resample), the other one was done
+                 "--threshold", "0", "--checkpoint", str(run_dir), "--out", str(out), "--no-progress",
+                 "--no-resample"])
+    assert code == 1  # the 8 kHz input failed (--no-resample), the other one was done
     err = capsys.readouterr().out
     assert "pass --resample" in err
     assert (out / "x" / "summary.json").is_file() and list((out / "x").glob("level=1/*.wav"))
     items = {Path(it["input"]).name: it["status"] for it in json.loads((out / "summary.json").read_text())["items"]}
     assert items == {"x.wav": "done", "x8k.wav": "failed"}
+    # by default other rates are resampled
+    assert main(["separate", str(tmp_path / "x8k.wav"), "--levels", "1", "--threshold", "0", "--checkpoint",
+                 str(run_dir), "--out", str(tmp_path / "out8k"), "--no-progress"]) == 0
 
     assert main(["separate", str(tmp_path / "x.wav"), "--query", "pianno", "--checkpoint", str(run_dir),
                  "--out", str(out), "--no-progress"]) == 1

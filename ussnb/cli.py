@@ -123,7 +123,7 @@ outputs:
 
 Long inputs are streamed from disk in blocks and separated in overlapping chunks that are cross-faded (no
 clicks at chunk borders), so memory does not grow with the input's length. Inputs at another sample rate
-than the model's need --resample; stereo inputs are averaged to mono."""
+than the model's are resampled to it (--no-resample: an error instead); stereo inputs are averaged to mono."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "conditions are used too)")
     p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p_sep.add_argument("--residual", action="store_true", help="also write the residual (everything else) track")
-    p_sep.add_argument("--resample", action="store_true",
-                       help="convert inputs at another sample rate to the model's (otherwise they are an error)")
+    p_sep.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
+                       help="convert inputs at another sample rate to the model's (default; the output is written "
+                            "at the model's rate); --no-resample makes a rate mismatch an error")
     p_sep.add_argument("--force", action="store_true", help="redo inputs whose outputs already exist")
     p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS", help="chunk length (default 2.0)")
     p_sep.add_argument("--overlap", type=float, default=0.25, metavar="FRACTION",
