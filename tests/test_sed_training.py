@@ -51,3 +51,12 @@ def test_evaluate_reports_map_and_sed(tiny_dataset):
     model = SedCnn(classes=len(tiny_dataset.labels), **SMALL).eval()
     m = evaluate_tagger(model, tiny_dataset, "test")
     assert 0 <= m["map"] <= 1 and 0 <= m["sed_frame_auc"] <= 1 and 0 <= m["sed_f1_1s"] <= 1
+
+
+def test_changed_configuration_starts_over_and_keeps_the_old_state(tiny_dataset, tmp_path):
+    cfg = SedTrainConfig(steps=2, batch_size=4, eval_every=2, checkpoint_every=1, model=SMALL)
+    train_sed(tiny_dataset, tmp_path, cfg, progress=False)
+    other = SedTrainConfig(**{**cfg.__dict__, "lr": 0.01})
+    with pytest.warns(UserWarning, match="another configuration"):
+        _, history = train_sed(tiny_dataset, tmp_path, other, progress=False)
+    assert len(history) == 2 and (tmp_path / "state.previous.pt").is_file()

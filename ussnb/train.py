@@ -34,7 +34,7 @@ from .audio import resample
 from .errors import DataError
 from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
 from .queries import CONDITION_TYPES, LEARNABLE
-from .trainutil import capture_rng, load_state, restore_rng, save_state, seed_everything, warmup_lambda
+from .trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything, warmup_lambda
 
 
 @dataclass
@@ -369,10 +369,8 @@ def train_separator(
     history: list[dict] = []
     step = 0
     state_path = out / "state.pt"
-    state = load_state(state_path)
+    state = resume_state(state_path, asdict(cfg))
     if state is not None:
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{state_path} was written with another configuration; delete it to start over")
         model.load_state_dict(state["model"])
         if query_net is not None and state.get("query_net") is not None:
             query_net.load_state_dict(state["query_net"])

@@ -80,3 +80,23 @@ def warmup_lambda(schedule: str, warmup_steps: int, total_steps: int):
     if schedule not in table:
         raise ValueError(f"unknown schedule {schedule!r}; choose from {sorted(table)}")
     return table[schedule]
+
+
+def resume_state(path: str | os.PathLike, config: dict) -> dict[str, Any] | None:
+    """The saved training state if it was written with ``config`` (resume), else None.
+
+    A state written with *another* configuration is not an error: it is kept aside as
+    ``<name>.previous.pt`` (replacing an older one) and training starts over, with a warning."""
+    import logging
+    import warnings
+
+    path = Path(path)
+    state = load_state(path)
+    if state is None or state.get("config") == config:
+        return state
+    aside = path.with_name(path.stem + ".previous.pt")
+    os.replace(path, aside)
+    message = f"{path} was written with another configuration; kept it as {aside.name} and started over"
+    logging.getLogger(__name__).warning(message)
+    warnings.warn(message, stacklevel=2)
+    return None

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.weak import BalancedSampler, WeakDataset
-from ..trainutil import capture_rng, load_state, restore_rng, save_state, seed_everything
+from ..trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything
 from .sed import SedCnn, load_sed, save_sed
 
 
@@ -147,10 +147,8 @@ def train_sed(
     history: list[dict] = []
     step = 0
     state_path = out / "state.pt"
-    state = load_state(state_path)
+    state = resume_state(state_path, asdict(cfg))
     if state is not None:
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{state_path} was written with another configuration; delete it to start over")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
