@@ -19,6 +19,12 @@ The claim tested: separation streams from disk to disk, so peak memory does not 
     python benchmarks/separate_memory.py --checkpoint runs/cpu --json results.json
 
 Outputs (several GB for 60 minutes with all nodes active) are deleted afterwards unless ``--keep``.
+
+Measured (2 shared CPU cores, 2 threads, tiny random run, 28 tracks = every node of levels 1-2 active):
+peak RSS 462.9 / 476.5 MB (10 min) vs 493.1 / 486.3 MB (60 min) in two runs → ratio 1.065 / 1.021; RSS sampled
+every 10 s through a whole 60-minute run stays at 458-465 MB (no growth with length). Wall time depends on
+the other jobs sharing the cores: RTF 0.023 (60 min, 84 s) on a quiet machine, 0.2-0.9 under heavy load.
+A single ``--query`` (with ``--residual``): 292 vs 296 MB peak, RTF 0.025.
 """
 from __future__ import annotations
 
