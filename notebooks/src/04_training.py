@@ -11,7 +11,7 @@
 # **On 2 CPU cores** the full ResUNet30 (26.6 M parameters, 32 kHz, n_fft 2048) sees far too few examples to
 # leave the *trivial floor*: on 0 dB pairs, outputting half the mixture already scores ≈ 3 dB SDRi. The `cpu`
 # preset therefore trains `meltcn`: a mask on 64 mel bands at 16 kHz from a dilated 1-D TCN with FiLM
-# scale+bias, a negative-SDR loss and a warm-up + cosine schedule — the recipe measured in
+# scale+bias, a negative-SDR loss and a warm-up + cosine schedule — the recipe measured
 # by the kit's developers to learn in minutes on 2 cores. ResUNet30 stays available (`separator=resunet30`, the
 # `paper` preset) and loads the official checkpoint. Every validation figure below sits beside the floor
 # (ŝ = x/2) and the ideal-ratio-mask ceiling on the very same mixtures.
