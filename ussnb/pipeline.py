@@ -177,15 +177,19 @@ def run_pipeline(
     # so a relative default (./data) still means the folder the pipeline was started from
     from .paths import data_root
 
-    previous = os.environ.get("USSNB_DATA")
+    # ...and make the kernels import the very ussnb that runs the pipeline (not whatever is installed)
+    package_root = str(Path(__file__).resolve().parents[1])
+    previous = {k: os.environ.get(k) for k in ("USSNB_DATA", "PYTHONPATH")}
     os.environ["USSNB_DATA"] = str(data_root().resolve())
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, previous["PYTHONPATH"]) if p)
     try:
         return _run(preset, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output)
     finally:
-        if previous is None:
-            os.environ.pop("USSNB_DATA", None)
-        else:
-            os.environ["USSNB_DATA"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _run(preset, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output) -> Path:
