@@ -84,7 +84,7 @@ class AnchorAudio:
                     x = resample(x, anchors.sample_rate, self.sample_rate)
                 x = x[:seg] if x.shape[0] >= seg else np.pad(x, (0, seg - x.shape[0]))
                 data[i] = np.clip(np.round(x * 32767), -32767, 32767).astype(np.int16)
-            tmp = path.with_suffix(".tmp.npy")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")  # per process: DDP ranks may race
             np.save(tmp, data)
             os.replace(tmp, path)
             self.data = data
