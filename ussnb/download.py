@@ -39,7 +39,7 @@ def download_file(
     try:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
-                total = int(resp.headers.get("Content-Length") or 0) or None
+                total = int((getattr(resp, "headers", None) or {}).get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                     while chunk := resp.read(1 << 20):
                         out.write(chunk)

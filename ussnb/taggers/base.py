@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 
 import os
-import tempfile
-import urllib.request
+import urllib.request  # noqa: F401  (downloads go through ussnb.download, which uses it)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,27 +177,6 @@ def interpolate_frames(values: torch.Tensor, centres: torch.Tensor, frames: int)
 # ---------------------------------------------------------------- pretrained files
 
 
-def _download(url: str, dest: Path, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` through a temporary file in the same folder (atomic rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            while True:
-                chunk = response.read(1 << 20)
-                if not chunk:
-                    break
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return dest
-
-
 def resolve_weights(filename: str, url: str | None, path: str | os.PathLike | None = None,
                     download: bool = True) -> Path:
     """Path of a pretrained file: ``path`` if given (must exist), else ``find_weights(filename)`` (the
@@ -222,7 +200,9 @@ def resolve_weights(filename: str, url: str | None, path: str | os.PathLike | No
     if not download or not url:
         raise WeightsNotFoundError(f"pretrained weights '{filename}' not found: {hint}")
     try:
-        return _download(url, folder / filename)
+        from ..download import download_file
+
+        return download_file(url, folder / filename)
     except Exception as exc:  # offline, HTTP error, read-only folder, ...
         raise WeightsNotFoundError(
             f"pretrained weights '{filename}' not found and the download failed ({exc}): {hint}"
