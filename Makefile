@@ -7,16 +7,21 @@ PRESET ?= cpu
 RUN_DIR ?= runs/$(PRESET)
 STAMP := .install.stamp
 
-# system packages: audio codecs/renderer + the Debian packages whose real recordings build the starter set
-APT_PACKAGES := ffmpeg libsndfile1 fluidsynth fluid-soundfont-gm $(shell $(PYTHON) tools/starter_packages.py apt 2>/dev/null)
+# system packages: audio codecs/renderer + the Debian packages whose real recordings build the starter set.
+# One list, read by this Makefile, `ussnb doctor` and the starter recipe alike (first field of each line).
+APT_LIST := ussnb/resources/apt-packages.txt
+APT_PACKAGES := $(shell awk '{sub(/\#.*/, "")} NF {print $$1}' $(APT_LIST))
+ifeq ($(strip $(APT_PACKAGES)),)
+$(error no packages read from $(APT_LIST))
+endif
 
-.PHONY: demo test install install-system install-python prepare pipeline notebooks clean-install
+.PHONY: demo test install install-system install-python doctor prepare pipeline notebooks clean-install
 
-demo: install prepare pipeline
+demo: install doctor prepare pipeline
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml tools/starter_packages.py
+$(STAMP): pyproject.toml $(APT_LIST)
 	$(MAKE) install-system
 	$(MAKE) install-python
 	touch $(STAMP)
@@ -32,6 +37,9 @@ install-system:
 install-python:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[all]"
+
+doctor: install
+	$(PYTHON) -m ussnb.cli doctor
 
 prepare: install
 	$(PYTHON) -m ussnb.cli data prepare starter

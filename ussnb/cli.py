@@ -27,6 +27,12 @@ def _cmd_data_prepare(args) -> int:
     for key in ("n_train", "n_validation", "n_test"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
+    if args.install:
+        if args.name != "starter":
+            raise UssnbError("--install installs the starter set's system packages; only for `data prepare starter`")
+        from .data.recipes.starter import install_requirements
+
+        install_requirements()
     if args.name == "audioset":
         segments = dict(s.split("=", 1) for s in args.segments or [])
         dirs = dict(s.split("=", 1) for s in args.audio_dir or [])
@@ -79,12 +85,18 @@ def _cmd_labels(args) -> int:
     return 0
 
 
+def _cmd_doctor(args) -> int:
+    from .doctor import run
+
+    return run(verbose=args.verbose or args.all)
+
+
 def _cmd_pipeline(args) -> int:
     from .pipeline import parse_overrides, run_pipeline
 
     run_dir = run_pipeline(args.preset, args.run_dir, overrides=parse_overrides(args.param or []),
                            stages=args.stages, force=args.force, notebooks_dir=args.notebooks,
-                           log_output=args.verbose)
+                           log_output=args.verbose, threads=args.threads)
     print(f"run directory: {run_dir}")
     return 0
 
@@ -92,10 +104,9 @@ def _cmd_pipeline(args) -> int:
 def _cmd_separate(args) -> int:
     from .separate import run_separate
 
-    if args.threads:
-        import torch
+    from .runtime import configure_threads
 
-        torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
@@ -146,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep.add_argument("--n-test", type=int, help="composed test clips")
     p_prep.add_argument("--seed", type=int, default=0, help="composition seed")
     p_prep.add_argument("--force", action="store_true", help="rebuild even if prepared")
+    p_prep.add_argument("--install", action="store_true",
+                        help="starter: first install its missing Debian/PyPI packages (apt-get as root; otherwise "
+                             "prints the exact command to run)")
     p_prep.add_argument("--segments", nargs="*", metavar="SPLIT=CSV", help="audioset: segments CSV per split")
     p_prep.add_argument("--audio-dir", nargs="*", metavar="SPLIT=DIR", help="audioset: clip folder per split")
     p_prep.set_defaults(func=_cmd_data_prepare)
@@ -171,7 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_pipe.add_argument("--stages", nargs="*", help="run only these stages (e.g. 00 01 or data sed)")
     p_pipe.add_argument("--force", action="store_true", help="re-run stages even if done")
     p_pipe.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
+    p_pipe.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads per notebook kernel (default: the preset's `threads`, else the cores "
+                             "available; BLAS always 1)")
     p_pipe.set_defaults(func=_cmd_pipeline)
+
+    p_doc = sub.add_parser("doctor", help="check that this machine can run the kit; print the commands that fix it",
+                           description="Checks the Debian packages, Python dependencies, the torch build and thread "
+                                       "settings, the Jupyter kernel, the starter data and optional weights/datasets. "
+                                       "Exit 1 when something required is missing.")
+    p_doc.add_argument("--all", action="store_true", help="list every Python package, not only the missing ones")
+    p_doc.set_defaults(func=_cmd_doctor)
 
     p_sep = sub.add_parser(
         "separate", help="separate a class, an example's sound or a whole ontology level from audio files",
@@ -204,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sep.add_argument("--overlap", type=float, default=0.25, metavar="FRACTION",
                        help="fraction of a chunk cross-faded with the next, in [0, 1) (default 0.25)")
     p_sep.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
-    p_sep.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p_sep.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch CPU threads (default: the cores available; BLAS always 1)")
     p_sep.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_sep.set_defaults(func=_cmd_separate)
     return parser

