@@ -42,7 +42,7 @@ def test_missing_apt_package_names_it_and_the_command(monkeypatch):
         starter.check_requirements()
     msg = str(err.value)
     assert "hydrogen-drumkits is not installed" in msg
-    assert "sudo apt-get install --no-install-recommends hydrogen-drumkits`" in msg
+    assert "sudo apt-get install -y --no-install-recommends hydrogen-drumkits`" in msg
 
 
 def test_missing_several_packages_and_pip(monkeypatch):
@@ -51,7 +51,7 @@ def test_missing_several_packages_and_pip(monkeypatch):
         starter.check_requirements()
     msg = str(err.value)
     assert "klettres-data, fluidsynth are not installed" in msg
-    assert "apt-get install --no-install-recommends klettres-data fluidsynth`" in msg
+    assert "apt-get install -y --no-install-recommends klettres-data fluidsynth`" in msg
     assert "music21 is not installed: run `pip install music21`" in msg
 
 

@@ -339,7 +339,7 @@ def mine_anchor_set(
     ``sed`` and the ``soft`` / ``embedding`` conditions of each anchor segment. ``exclude_classes`` (MIDs)
     are left out entirely (zero-shot training holds them out)."""
     import torch
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     out = Path(out_dir)
     parts = out / "parts"
@@ -360,7 +360,7 @@ def mine_anchor_set(
             p.unlink()
     settings_path.write_text(json.dumps(settings, indent=1))
     n_parts = math.ceil(len(clips) / part_size)
-    bar = tqdm(total=len(clips), desc=f"mining anchors ({strategy}, τ={duration:g}s)", unit="clip",
+    bar = progress_bar(total=len(clips), desc=f"mining anchors ({strategy}, τ={duration:g}s)", unit="clip",
                disable=not progress)
     for p in range(n_parts):
         part_path = parts / f"part-{p:05d}.npz"

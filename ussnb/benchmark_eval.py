@@ -495,9 +495,7 @@ def rounded(obj, digits: int = 4):
     return obj
 
 
-def dumps_metrics(metrics: Mapping) -> str:
-    """Deterministic JSON text: rounded floats, sorted keys."""
-    return json.dumps(rounded(metrics), indent=1, sort_keys=True) + "\n"
+from .io import dumps_metrics  # noqa: E402  (deterministic JSON text: rounded floats, sorted keys)
 
 
 def skipped_entry(result: Skipped | str) -> dict:

@@ -38,6 +38,9 @@ STAGES: list[tuple[str, str]] = [
 ]
 RESERVED = {"stage_dir", "run_dir", "INTERACTIVE"} | {f"{key}_dir" for _, key in STAGES}
 DONE = ".done"
+# settings of the runner itself (not notebook parameters): preset keys or ``ussnb pipeline`` options
+RUNNER_SETTINGS = {"threads"}
+PROGRESS_FILE = ".progress.json"
 
 
 @dataclass
@@ -169,8 +172,17 @@ def run_pipeline(
     force: bool = False,
     kernel_name: str = "python3",
     log_output: bool = False,
+    threads: int | None = None,
+    status_interval: float | None = None,
 ) -> Path:
-    """Execute the stage notebooks in order; returns the run directory."""
+    """Execute the stage notebooks in order; returns the run directory.
+
+    ``threads``: torch threads of every notebook kernel (default: the preset's ``threads``, else the cores
+    available; :mod:`ussnb.runtime`). While a stage runs a status line shows cells done, elapsed time, an
+    estimate from the stage's last recorded time, and the progress of its long loop (every ``status_interval``
+    seconds; default 1 s on a terminal, 30 s otherwise).
+    """
+    from .runtime import resolve_threads, thread_env
 
     run_dir = Path(run_dir)
     # notebooks run with their stage folder as working directory: pin the data root to an absolute path
@@ -179,11 +191,16 @@ def run_pipeline(
 
     # ...and make the kernels import the very ussnb that runs the pipeline (not whatever is installed)
     package_root = str(Path(__file__).resolve().parents[1])
-    previous = {k: os.environ.get(k) for k in ("USSNB_DATA", "PYTHONPATH")}
-    os.environ["USSNB_DATA"] = str(data_root().resolve())
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, previous["PYTHONPATH"]) if p)
+    params = load_preset(preset) | dict(overrides or {})
+    n_threads = resolve_threads(threads if threads is not None else params.get("threads"))
+    env = {"USSNB_DATA": str(data_root().resolve()),
+           "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+           **thread_env(n_threads)}
+    previous = {k: os.environ.get(k) for k in (*env, "USSNB_PROGRESS_FILE")}
+    os.environ.update(env)
     try:
-        return _run(preset, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output)
+        return _run(preset, params, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output,
+                    n_threads, status_interval)
     finally:
         for key, value in previous.items():
             if value is None:
@@ -192,17 +209,24 @@ def run_pipeline(
                 os.environ[key] = value
 
 
-def _run(preset, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output) -> Path:
+def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output,
+         n_threads, status_interval) -> Path:
     import papermill as pm
+
+    from .io import atomic_write_text
+    from .progress import ENV_PROGRESS, StatusMonitor
 
     all_stages = discover_stages(notebooks_dir)
     chosen = select_stages(all_stages, stages)
-    params = load_preset(preset) | dict(overrides or {})
-    resolved = resolve(all_stages, params, run_dir)  # validate against every notebook, run only the chosen
+    notebook_params = {k: v for k, v in params.items() if k not in RUNNER_SETTINGS}
+    resolved = resolve(all_stages, notebook_params, run_dir)  # validate against every notebook, run only the chosen
+    check_types(all_stages, notebook_params)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": params,
-              "stages": {name: values for name, values in resolved.items()}}
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": notebook_params,
+              "runner": {"threads": n_threads}, "stages": {name: values for name, values in resolved.items()}}
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    print(f"[ussnb] preset {preset}: {len(chosen)} stage(s) into {run_dir}, {n_threads} torch thread(s) per kernel",
+          flush=True)
 
     timings = _read_timings(run_dir)
     upstream_ran = False  # once a stage re-runs, every later stage must too (its inputs changed)
@@ -221,12 +245,17 @@ def _run(preset, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_
             marker.unlink()
         out_nb = stage_dir / stage.notebook.name
         print(f"[ussnb] {stage.name}: running {stage.notebook.name} -> {out_nb}", flush=True)
+        progress_file = stage_dir / PROGRESS_FILE
+        os.environ[ENV_PROGRESS] = str(progress_file)
         start = time.time()
         try:
-            pm.execute_notebook(
-                str(stage.notebook), str(out_nb), parameters=values, kernel_name=kernel_name,
-                cwd=str(stage_dir), progress_bar=False, log_output=log_output, request_save_on_cell_execute=True,
-            )
+            with StatusMonitor(stage.name, progress_file, lambda: _cells_done(out_nb),
+                               expected=timings.get(stage.name), interval=status_interval):
+                pm.execute_notebook(
+                    str(stage.notebook), str(out_nb), parameters=values, kernel_name=kernel_name,
+                    cwd=str(stage_dir), progress_bar=False, log_output=log_output, request_save_on_cell_execute=True,
+                    kernel_manager_class=_ipc_kernel_manager(),
+                )
         except pm.PapermillExecutionError as exc:
             raise PipelineError(
                 f"stage {stage.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
@@ -240,9 +269,73 @@ def _run(preset, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_
         marker.write_text(digest)
         upstream_ran = True
         timings[stage.name] = round(elapsed, 1)
-        (run_dir / "timings.json").write_text(json.dumps(timings, indent=1))
+        atomic_write_text(run_dir / "timings.json", json.dumps(timings, indent=1))
         print(f"[ussnb] {stage.name}: finished in {elapsed:.1f} s", flush=True)
     return run_dir
+
+
+def check_types(stages: list[Stage], params: Mapping[str, Any]) -> None:
+    """Refuse values whose type does not fit the notebook's typed parameter (``steps: int = 2000``)."""
+    problems = []
+    for name, value in params.items():
+        for stage in stages:
+            spec = stage.parameters.get(name)
+            if spec is None:
+                continue
+            want = str(spec.get("inferred_type_name") or "").replace(" ", "")
+            if not _fits(value, want):
+                default = spec.get("default")
+                problems.append(f"{name}={value!r} is not {want} (default {default}, in {stage.name})")
+            break
+    if problems:
+        raise PipelineError("wrong parameter type: " + "; ".join(problems))
+
+
+def _fits(value: Any, want: str) -> bool:
+    """Whether ``value`` (parsed from YAML) fits the annotation text ``want`` (``int``, ``float``, ``list[str]``,
+    ``str|None``, ...). Unknown annotations accept anything."""
+    if not want or want == "None":
+        return True
+    alternatives = want.split("|")
+    if len(alternatives) > 1:
+        return any(_fits(value, a) for a in alternatives)
+    base = want.split("[", 1)[0].lower()
+    checks = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list": lambda v: isinstance(v, (list, tuple)),
+        "tuple": lambda v: isinstance(v, (list, tuple)),
+        "dict": lambda v: isinstance(v, dict),
+        "none": lambda v: v is None,
+        "optional": lambda v: True,
+    }
+    check = checks.get(base)
+    return True if check is None else check(value)
+
+
+def _cells_done(notebook: Path) -> tuple[int, int]:
+    """(code cells completed, code cells) of the notebook papermill is executing (saved after every cell)."""
+    try:
+        cells = [c for c in json.loads(notebook.read_text())["cells"] if c.get("cell_type") == "code"]
+    except (OSError, ValueError, KeyError):
+        return 0, 0
+    done = sum(c.get("metadata", {}).get("papermill", {}).get("status") == "completed" for c in cells)
+    return done, len(cells)
+
+
+def _ipc_kernel_manager():
+    """A kernel manager whose kernels talk over local IPC sockets instead of TCP (so ipykernel has no reason to
+    warn, once per stage, that TCP traffic is unencrypted)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IpcKernelManager
 
 
 def _file_hash(path: Path) -> str:

@@ -322,7 +322,7 @@ def train_separator(
     condition type, the anchors' tagger and labels), ``history.json`` and ``validation.json`` (floor/IRM).
     ``stop_after`` ends this call after that many steps *without* finishing the run (for tests of resuming).
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     from .separators import build_separator, save_separator
 
@@ -387,7 +387,7 @@ def train_separator(
                        optimizer=opt.state_dict(), scheduler=sched.state_dict(), sampler=sampler.state_dict(),
                        rng=capture_rng({"sampler": sampler.rng, "local": sampler.local}), history=history, step=step)
 
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"training {cfg.separator} ({cfg.condition})", unit="step",
+    bar = progress_bar(total=cfg.steps, initial=step, desc=f"training {cfg.separator} ({cfg.condition})", unit="step",
                disable=not progress or rank != 0)
     model.train()
     t0, steps_this_call = time.time(), 0
@@ -449,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-anchors", help="cached validation anchor set")
     parser.add_argument("--out", required=True, help="output folder (state.pt, separator.pt, history.json)")
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON (or a path to a JSON file)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: the cores available, shared among the local "
+                             "torchrun processes)")
     args = parser.parse_args(argv)
     text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
     cfg = TrainConfig(**json.loads(text))
-    if args.threads:
-        torch.set_num_threads(args.threads)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    from .runtime import available_cores, configure_threads
+
+    threads = args.threads
+    if not threads and distributed:  # N local processes share the cores
+        threads = max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    configure_threads(threads)
     if distributed:
         torch.distributed.init_process_group("gloo")
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 from IPython.display import Audio, display
 
 from ussnb import data, plots
+from ussnb.io import write_metrics
 
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
@@ -82,5 +83,5 @@ metrics = {"dataset": ds.name, "n_classes": summary["n_classes"], "n_clips": sum
 for key in ("n_packages", "min_recordings_per_class"):
     if key in summary:
         metrics[key] = summary[key]
-(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+write_metrics(stage, metrics)
 metrics

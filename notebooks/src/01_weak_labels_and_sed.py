@@ -40,12 +40,14 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.runtime import configure_threads
 from ussnb import data, plots
+from ussnb.io import write_metrics, write_timing
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
 from ussnb.taggers.training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
 from ussnb.taggers.sed import SedCnn
 
-torch.set_num_threads(2)
+configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
@@ -128,9 +130,10 @@ if INTERACTIVE:
     widgets.interact(show, i=picker)
 
 # %%
-metrics = {"tagger": tagger, "train_minutes": round(train_minutes, 2), **{k: round(v, 4) for k, v in scores.items()},
+metrics = {"tagger": tagger, **{k: round(v, 4) for k, v in scores.items()},
            **{f"random_{k}": round(v, 4) for k, v in random_scores.items()}}
 if history:
     metrics["val_map_curve"] = [[h["step"], h["val_map"]] for h in history if "val_map" in h]
-(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+write_metrics(stage, metrics)  # results only: identical on a re-run
+write_timing(stage, {"train_minutes": train_minutes})  # wall clock: differs run to run
 metrics

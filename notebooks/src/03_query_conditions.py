@@ -29,13 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ussnb.runtime import configure_threads
 from ussnb import data, plots
+from ussnb.io import write_metrics
 from ussnb.anchors import AnchorSet
 from ussnb.audio import save_audio
 from ussnb.queries import QueryNet, class_average_conditions, onehot, query_by_example, save_conditions
 from ussnb.taggers.stage import load_stage_tagger
 
-torch.set_num_threads(2)
+configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
@@ -132,5 +134,5 @@ if INTERACTIVE:
 metrics = {"condition_dims": {k: int(v.shape[1]) for k, v in kinds.items()},
            "classes_with_anchors": int((counts > 0).sum()),
            "embedding_centroid_accuracy": round(centroid_accuracy, 4)}
-(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+write_metrics(stage, metrics)
 metrics

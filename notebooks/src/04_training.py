@@ -48,12 +48,14 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.runtime import configure_threads
 from ussnb import plots
+from ussnb.io import write_metrics, write_timing
 from ussnb.anchors import AnchorSet
 from ussnb.separators import build_separator
 from ussnb.train import AnchorAudio, TrainConfig, condition_vectors, separate_batch, train_separator, validation_set
 
-torch.set_num_threads(2)
+configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 train_dir, val_dir = Path(anchors_dir) / "anchors" / "train", Path(anchors_dir) / "anchors" / "validation"
@@ -124,7 +126,7 @@ final = [h for h in history if "val_sdri" in h][-1]
 metrics = {"separator": separator, "condition": condition, "steps": steps, "val_sdri": final["val_sdri"],
            "val_sdri_mean": final["val_sdri_mean"], "floor_sdri": round(ref["floor_sdri"], 4),
            "irm_sdri": round(ref["irm_sdri"], 4), "above_floor_db": round(final["val_sdri"] - ref["floor_sdri"], 4),
-           "train_minutes": round(train_minutes, 2),
            "val_sdri_curve": [[h["step"], h["val_sdri"]] for h in history if "val_sdri" in h]}
-(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+write_metrics(stage, metrics)  # results only: identical on a re-run
+write_timing(stage, {"train_minutes": train_minutes, "steps_per_second": steps / max(train_minutes * 60, 1e-9)})
 metrics

@@ -54,12 +54,14 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.runtime import configure_threads
 from ussnb import data, plots_separation
+from ussnb.io import write_metrics, write_timing
 from ussnb.audio import load_audio
 from ussnb.errors import DataError
 from ussnb.separate import SeparationBundle, detection_report, separate_file, separate_hierarchy, slugify
 
-torch.set_num_threads(2)
+configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 bundle = SeparationBundle.from_checkpoint(Path(training_dir) / "separator.pt", sed_dir=sed_dir,
@@ -211,12 +213,13 @@ metrics = {
     "input": str(clip_path), "levels": [int(lv) for lv in levels], "threshold": threshold,
     "detected_nodes": {lv: [n["label"] for n in e["nodes"]] for lv, e in summary["levels"].items()},
     "n_detected": {lv: len(e["nodes"]) for lv, e in summary["levels"].items()},
-    "real_time_factor": summary["real_time_factor"], "query": chosen,
+    "query": chosen,
 }
 if true_events:
     report = detection_report(summary, onto, true_events)
     metrics.update({k: report[k] for k in ("true_classes", "true_classes_detected", "true_classes_detected_in_time",
                                            "true_classes_detected_exact", "detected_nodes_precision")})
     metrics["per_class"] = report["classes"]
-(stage / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+write_metrics(stage, metrics)  # results only: identical on a re-run
+write_timing(stage, {"real_time_factor": summary["real_time_factor"], "wall_seconds": summary["wall_seconds"]})
 {k: v for k, v in metrics.items() if k != "per_class"}

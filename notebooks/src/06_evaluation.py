@@ -63,12 +63,14 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.runtime import configure_threads
 from ussnb import benchmark_eval as BE
+from ussnb.io import write_metrics
 from ussnb import plots_evaluation as PE
 from ussnb.audio import save_audio
 from ussnb.benchmarks import Benchmark, prepare_benchmarks
 
-torch.set_num_threads(2)
+configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 dataset_root = Path(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
@@ -192,7 +194,7 @@ metrics = {
                "music_seconds": music_seconds, "speech_per_snr": speech_per_snr, "speech_query": speech_query,
                "benchmark_seed": benchmark_seed, "zero_shot_classes": list(unseen)},
 }
-(stage / "metrics.json").write_text(BE.dumps_metrics(metrics))
+write_metrics(stage, metrics)
 table = BE.results_table(metrics_b)
 BE.write_csv(stage / "results.csv", table)
 per_class_rows = [{"benchmark": n, "class": c} | v for n, m in metrics_b.items() for c, v in m.get("per_class", {}).items()]

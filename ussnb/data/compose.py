@@ -168,7 +168,7 @@ def compose_weak_dataset(
     the completion marker so a recipe can tell whether an existing folder was made with its parameters
     (:func:`is_complete`); it defaults to the composition parameters.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     out_dir = Path(out_dir)
     if not events:
@@ -186,7 +186,7 @@ def compose_weak_dataset(
     n_samples = int(round(clip_seconds * sample_rate))
     truth_lines = []
     total = sum(n_clips.get(s, 0) for s in SPLITS)
-    bar = tqdm(total=total, desc=f"composing {name}", unit="clip", disable=not progress)
+    bar = progress_bar(total=total, desc=f"composing {name}", unit="clip", disable=not progress)
     for split in SPLITS:
         count = n_clips.get(split, 0)
         if count == 0:

@@ -132,7 +132,7 @@ def train_sed(
 
     Writes ``out_dir/tagger.pt`` (the model + config, loadable with :func:`load_sed`) and
     ``out_dir/history.json`` (loss per step, validation mAP every ``eval_every``)."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     cfg = config if isinstance(config, SedTrainConfig) else SedTrainConfig(**(config or {}))
     out = Path(out_dir)
@@ -157,7 +157,7 @@ def train_sed(
     train_cache = ClipCache(dataset, "train")
     val_cache = ClipCache(dataset, "validation") if "validation" in dataset.splits else None
     y_all = torch.from_numpy(targets.astype(np.float32))
-    bar = tqdm(total=cfg.steps, initial=step, desc="training SED (weak labels)", unit="step", disable=not progress)
+    bar = progress_bar(total=cfg.steps, initial=step, desc="training SED (weak labels)", unit="step", disable=not progress)
     model.train()
     t0 = time.time()
     while step < cfg.steps:

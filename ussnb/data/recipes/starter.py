@@ -397,14 +397,14 @@ def _near_duplicate_filter(cands: list[_Candidate], progress: bool) -> list[_Can
     """Drop exact copies (same bytes) and gain-scaled copies (velocity 'layers' made from one take:
     lag-tolerant normalised cross-correlation > 0.98 within the same group and class)."""
     from scipy.signal import fftconvolve
-    from tqdm.auto import tqdm
+    from ...progress import progress_iter
 
     from ...audio import load_audio
 
     seen_hash: set[str] = set()
     kept: list[_Candidate] = []
     by_key: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
-    for c in tqdm(cands, desc="starter: de-duplicating samples", unit="file", disable=not progress):
+    for c in progress_iter(cands, desc="starter: de-duplicating samples", unit="file", disable=not progress):
         digest = hashlib.sha256(Path(c.path).read_bytes()).hexdigest()
         if digest in seen_hash:
             continue
@@ -487,7 +487,7 @@ def _speech_candidates(speakers: Sequence[SpeechSource], cache_dir: Path, max_pe
                        progress: bool) -> list[_Candidate]:
     """Decode prompts (g722 via ffmpeg), keep files whose F0 fits the speaker, cut ≤ 4 s excerpts."""
     import soundfile as sf
-    from tqdm.auto import tqdm
+    from ...progress import progress_iter
 
     from ...audio import load_audio, save_audio
 
@@ -502,7 +502,7 @@ def _speech_candidates(speakers: Sequence[SpeechSource], cache_dir: Path, max_pe
     out: list[_Candidate] = []
     kept_per_speaker: dict[str, int] = defaultdict(int)
     decoded_dir = cache_dir / "speech"
-    for spk, f in tqdm(jobs, desc="starter: speech", unit="file", disable=not progress):
+    for spk, f in progress_iter(jobs, desc="starter: speech", unit="file", disable=not progress):
         key = (spk.package, spk.folder)
         if kept_per_speaker[key] >= max_per_speaker:
             continue
@@ -776,7 +776,7 @@ def collect_starter_events(
         events sorted by (class order, recording, start). ``recording`` is ``"<group>::<take>"`` where the
         group is the physical source (drum kit, speaker, soundfont instrument); see :func:`recording_group`.
     """
-    from tqdm.auto import tqdm
+    from ...progress import progress_iter
 
     check_requirements()
     names = _select_classes(classes)
@@ -801,7 +801,7 @@ def collect_starter_events(
     if speakers:
         cands += _speech_candidates(speakers, cache_dir, max_per_speaker, progress)
     specs = [(i, s) for i, s in enumerate(RENDER_SPECS) if s.label in wanted]
-    for i, spec in tqdm(specs, desc="starter: rendering chorales", unit="class", disable=not progress):
+    for i, spec in progress_iter(specs, desc="starter: rendering chorales", unit="class", disable=not progress):
         cands += _render_class(spec, i, pieces_per_class, cache_dir, _SOUNDFONT)
 
     order = {name: i for i, name in enumerate(names)}

@@ -1,0 +1,144 @@
+"""Separator-training steps/s under different thread settings, measured side by side in one run.
+
+    python benchmarks/train_threads.py --run-dir runs/cpu [--steps 60] [--rounds 3]
+
+Needs a run whose stage 02 (anchor mining) is done (``ussnb pipeline --preset cpu --run-dir runs/cpu --stages 00
+01 02``). Trains the separator of that run's preset exactly as stage 04 would (the preset's values over notebook
+04's parameter defaults), without validation, untimed warm-up steps first (≥ the timed steps, so no checkpoint falls in the timed
+part), in a fresh process per measurement (thread pools are fixed when a
+process starts), alternating the settings round by round so that a noisy machine affects them alike:
+
+- ``before``: what a stage-04 kernel did up to 520bc7f: ``torch.set_num_threads(2)``, torch's default inter-op
+  pool, numpy's OpenBLAS with its default pool (one thread per core), no thread variables set;
+- ``kit``: :func:`ussnb.runtime.configure_threads` with the cores available (torch intra-op = cores, inter-op 1,
+  BLAS 1) — what the pipeline, ``ussnb separate`` and ``python -m ussnb.train`` now do;
+- ``kit-1``: the same with one thread.
+
+For each run it prints steps/s of the timed steps and the threads that were busy (≥ 20 % of a core, from
+``/proc/<pid>/task/*/stat``), which shows who competes for the two cores.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = ("before", "kit", "kit-1")
+BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+            "VECLIB_MAXIMUM_THREADS", "USSNB_THREADS")
+
+
+def stage04_config(preset: str) -> dict:
+    """TrainConfig fields as stage 04 builds them: the preset's values over notebook 04's defaults."""
+    import papermill as pm
+
+    from ussnb.pipeline import load_preset
+    from ussnb.train import TrainConfig
+
+    params = {k: ast.literal_eval(v["default"]) for k, v in
+              pm.inspect_notebook(str(REPO / "notebooks" / "04_training.ipynb")).items()
+              if k not in ("sed_dir", "anchors_dir", "stage_dir", "INTERACTIVE")}
+    params |= {k: v for k, v in load_preset(preset).items() if k in params}
+    fields = set(TrainConfig.__dataclass_fields__)
+    cfg = {k: v for k, v in params.items() if k in fields}
+    cfg["step3_threshold"] = None if cfg.get("step3_threshold", -1) < 0 else cfg["step3_threshold"]
+    return cfg
+
+
+def worker(setting: str, anchors: str, cfg: dict, warmup: int, steps: int) -> None:
+    """One measurement in this (fresh) process; prints a JSON line."""
+    import torch
+
+    if setting == "before":
+        torch.set_num_threads(2)
+    else:
+        from ussnb.runtime import configure_threads
+
+        configure_threads(1 if setting == "kit-1" else None)
+    from ussnb.train import train_separator
+
+    warmup = max(warmup, steps + 1)  # the state saved after the warm-up is the only checkpoint in the timed part
+    with tempfile.TemporaryDirectory() as out:
+        cfg = dict(cfg, steps=warmup + steps + 1, checkpoint_every=warmup, val_every=10**9)
+        train_separator(anchors, None, out, cfg, progress=False, stop_after=warmup)
+        before = _thread_times()
+        t0 = time.perf_counter()  # resumes from the warm-up state, then trains `steps` timed steps
+        train_separator(anchors, None, out, cfg, progress=False, stop_after=steps)
+        wall = time.perf_counter() - t0
+        after = _thread_times()
+    busy = sorted((round((after[t] - before.get(t, 0)) / wall, 2) for t in after), reverse=True)
+    print(json.dumps({"setting": setting, "steps_per_second": steps / wall, "wall": wall,
+                      "intra": torch.get_num_threads(), "inter": torch.get_num_interop_threads(),
+                      "busy_threads": [b for b in busy if b >= 0.2]}))
+
+
+def _thread_times() -> dict[str, float]:
+    """CPU seconds (user + system) of every thread of this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[task.name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", default="runs/cpu", help="run whose stage 02 is done")
+    parser.add_argument("--preset", default="cpu", help="preset whose stage-04 settings are trained")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed steps first (at least steps + 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per setting (alternating)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    anchors = Path(args.run_dir) / "02_anchor_mining" / "anchors" / "train"
+    if args.worker:
+        worker(args.worker, str(anchors), json.loads(os.environ["TRAIN_THREADS_CFG"]), args.warmup, args.steps)
+        return 0
+    if not (anchors / "anchors.json").is_file():
+        print(f"no anchors in {anchors}: run `ussnb pipeline --preset {args.preset} --run-dir {args.run_dir} "
+              "--stages 00 01 02` first", file=sys.stderr)
+        return 1
+    cfg = stage04_config(args.preset)
+    print(f"stage-04 config of preset {args.preset}: {json.dumps(cfg)}")
+    print(f"{args.steps} timed steps after {args.warmup} warm-up steps, {args.rounds} round(s), "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+    results: dict[str, list[dict]] = {s: [] for s in args.settings}
+    for r in range(args.rounds):
+        for setting in args.settings:
+            env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
+            env |= {"TRAIN_THREADS_CFG": json.dumps(cfg), "PYTHONPATH": str(REPO)}
+            proc = subprocess.run([sys.executable, __file__, "--worker", setting, "--run-dir", args.run_dir,
+                                   "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return 1
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[setting].append(res)
+            print(f"round {r + 1} {setting:7s} {res['steps_per_second']:.3f} steps/s  (intra {res['intra']}, "
+                  f"inter {res['inter']}, busy threads ≥20% of a core: {res['busy_threads']})", flush=True)
+    print("\nmedian steps/s:")
+    base = statistics.median(x["steps_per_second"] for x in results.get("before", [])) if "before" in results else None
+    for setting, runs in results.items():
+        med = statistics.median(x["steps_per_second"] for x in runs)
+        ratio = f"  ({med / base:.2f}× before)" if base else ""
+        print(f"  {setting:7s} {med:.3f}{ratio}   3,000 steps ≈ {3000 / med / 60:.1f} min")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Small file primitives shared by the kit: atomic writes with per-process temporary names, and the JSON
+forms of a stage's results (``metrics.json``, byte-identical on a re-run) and wall-clock figures (``timing.json``).
+
+Only the standard library is imported at module level.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``.
+
+    The temporary name is unique per call (``tempfile.mkstemp``), so concurrent writers (DDP ranks, two
+    processes) never share one; a reader sees the old file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _rounded(obj: Any, digits: int) -> Any:
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            return None
+        return round(obj, digits)
+    if isinstance(obj, dict):
+        return {str(k): _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v, digits) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _rounded(obj.item(), digits)
+    return obj
+
+
+def dumps_metrics(metrics: dict, digits: int = 4) -> str:
+    """Canonical JSON of results: floats rounded to ``digits`` decimals, NaN/inf → null, sorted keys."""
+    return json.dumps(_rounded(metrics, digits), indent=1, sort_keys=True) + "\n"
+
+
+def write_metrics(stage_dir: str | os.PathLike, metrics: dict, digits: int = 4) -> Path:
+    """``stage_dir/metrics.json``: results only (no wall-clock figures), identical on a re-run with one seed."""
+    return atomic_write_text(Path(stage_dir) / "metrics.json", dumps_metrics(metrics, digits))
+
+
+def write_timing(stage_dir: str | os.PathLike, timing: dict) -> Path:
+    """``stage_dir/timing.json``: wall-clock figures (seconds, speed-ups, real-time factors) — differ run to run."""
+    return atomic_write_text(Path(stage_dir) / "timing.json", json.dumps(_rounded(timing, 4), indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """JSON content of ``path``, or ``default`` when it is missing or not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
