@@ -84,6 +84,44 @@ def test_unknown_parameter_fails_before_running(toy_notebooks, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["abc", 1.5, True, [1]])
+def test_wrongly_typed_parameter_fails_before_running(toy_notebooks, tmp_path, value):
+    with pytest.raises(PipelineError, match=r"wrong parameter type: n_train=.* is not int"):
+        run_pipeline(str(toy_notebooks / "toy.yaml"), tmp_path / "r", overrides={"n_train": value},
+                     notebooks_dir=toy_notebooks)
+    assert not (tmp_path / "r").exists()
+
+
+def test_threads_setting_reaches_the_kernels(toy_notebooks, tmp_path):
+    nbs = tmp_path / "nbs2"
+    nbs.mkdir()
+    _notebook(nbs / "00_data.ipynb", 'stage_dir: str = ""',
+              "import json, os, pathlib, torch\nfrom ussnb.runtime import configure_threads\nconfigure_threads()\n"
+              "pathlib.Path(stage_dir, 'metrics.json').write_text(json.dumps({'torch': torch.get_num_threads(), "
+              "'blas': os.environ.get('OPENBLAS_NUM_THREADS')}))")
+    (nbs / "p.yaml").write_text("threads: 1\n")
+    run_pipeline(str(nbs / "p.yaml"), tmp_path / "a", notebooks_dir=nbs)
+    assert json.loads((tmp_path / "a" / "00_data" / "metrics.json").read_text()) == {"torch": 1, "blas": "1"}
+    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["runner"] == {"threads": 1}
+    with pytest.raises(Exception, match="threads"):
+        run_pipeline(str(nbs / "p.yaml"), tmp_path / "b", notebooks_dir=nbs, threads=-2)
+
+
+def test_status_line_names_cells_and_loop(tmp_path, capsys):
+    nbs = tmp_path / "nbs3"
+    nbs.mkdir()
+    _notebook(nbs / "00_data.ipynb", 'stage_dir: str = ""',
+              "import json, pathlib, time\nfrom ussnb.progress import progress_bar\n"
+              "bar = progress_bar(total=4, desc='toy loop', unit='step', report_every=0)\n"
+              "for _ in range(4):\n    time.sleep(0.4); bar.update(1)\nbar.close()\n"
+              "pathlib.Path(stage_dir, 'metrics.json').write_text('{}')")
+    (nbs / "p.yaml").write_text("{}\n")
+    run_pipeline(str(nbs / "p.yaml"), tmp_path / "a", notebooks_dir=nbs, status_interval=0.2)
+    out = capsys.readouterr().out
+    assert "[ussnb] 00_data: cell " in out and "toy loop" in out and "step" in out
+    assert "without encryption" not in out
+
+
 def test_failed_stage_keeps_notebook_and_stops(toy_notebooks, tmp_path):
     with pytest.raises(PipelineError, match="stage 01_weak_labels_and_sed failed.*asked to fail") as err:
         run_pipeline(str(toy_notebooks / "toy.yaml"), tmp_path / "r", overrides={"fail": True}, notebooks_dir=toy_notebooks)
