@@ -25,7 +25,7 @@ def test_environment_setting_is_used(monkeypatch):
     assert resolve_threads(None) == 1
 
 
-@pytest.mark.parametrize("bad", [-1, "abc", 1.5, True, "2.5"])
+@pytest.mark.parametrize("bad", [-1, "abc", 1.5, True, "2.5", 100000])
 def test_bad_thread_counts_are_clear_errors(bad):
     with pytest.raises(ConfigError, match="threads"):
         resolve_threads(bad)

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from ussnb.audio import stream_audio_blocks, stream_overlap_add
-from ussnb.errors import AudioError, CheckpointError, OntologyError
+from ussnb.errors import AudioError, CheckpointError, ConfigError, OntologyError
 from ussnb.queries import save_conditions
 from ussnb.separate import (SeparationBundle, hierarchy_plan, output_names, resolve_query, separate, separate_file,
                             separate_hierarchy)
@@ -259,7 +259,11 @@ def test_hierarchy_gates_segments_without_clicks(tmp_path):
     x[loud] *= 10
     sf.write(tmp_path / "clip.wav", x, SR, subtype="FLOAT")
     b = _identity_bundle(StubTagger(), kind="soft")
-    summary = separate_hierarchy(tmp_path / "clip.wav", b, levels=[1, 2, 9], threshold=0.2, out_dir=tmp_path / "out",
+    for deep, why in (([1, 9], "whole numbers 1..6"), ([b.ontology.max_level + 1], "levels that exist: 1 ")):
+        with pytest.raises(ConfigError, match=why):  # refused before anything is read or written
+            separate_hierarchy(tmp_path / "clip.wav", b, levels=deep, out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    summary = separate_hierarchy(tmp_path / "clip.wav", b, levels=[1, 2], threshold=0.2, out_dir=tmp_path / "out",
                                  progress=False, block_seconds=1.3)
     folder = tmp_path / "out" / "clip"
     assert json.loads((folder / "summary.json").read_text()) == summary
@@ -267,7 +271,6 @@ def test_hierarchy_gates_segments_without_clicks(tmp_path):
     assert set(level1) == {"Music", "Human sounds"}  # Test beep (a leaf missing from the ontology) never active
     assert level1["Music"]["active"] == [[0.0, 4.0], [8.0, 10.0]] and level1["Music"]["max_probability"] == 0.9
     assert level1["Human sounds"]["active"] == [[0.0, 10.0]]
-    assert summary["levels"]["9"]["nodes"] == [] and "note" in summary["levels"]["9"]
     assert (folder / "level=2").is_dir() and len(list((folder / "level=2").glob("*.wav"))) == 2
 
     music, sr = sf.read(folder / level1["Music"]["file"], dtype="float32")

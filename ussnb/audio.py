@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +245,10 @@ def crossfade_window(segment: int, fade: int, *, fade_in: bool, fade_out: bool) 
 def segment_hop(sr: int, segment_seconds: float, overlap: float) -> tuple[int, int]:
     """Chunk length and hop in samples for ``segment_seconds`` chunks sharing ``overlap`` (a fraction in
     [0, 1)) with the next one."""
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if segment_seconds <= 0:
-        raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    if not 0.0 <= overlap < 1.0:  # also refuses NaN
+        raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
+    if not (math.isfinite(segment_seconds) and segment_seconds > 0):
+        raise ConfigError(f"segment_seconds must be a positive number of seconds, got {segment_seconds}")
     segment = max(1, int(round(segment_seconds * sr)))
     hop = max(1, int(round(segment * (1.0 - overlap))))
     return segment, hop
@@ -324,7 +324,7 @@ def stream_overlap_add(
     if segment <= 0 or hop <= 0 or hop > segment:
         raise ValueError(f"need 0 < hop <= segment, got segment={segment}, hop={hop}")
     if batch_size < 1 or n_outputs < 1:
-        raise ValueError(f"batch_size and n_outputs must be >= 1, got {batch_size}, {n_outputs}")
+        raise ConfigError(f"batch_size and n_outputs must be >= 1, got {batch_size}, {n_outputs}")
     fade = segment - hop
     buf = np.zeros(0, dtype=np.float32)  # input samples [buf_start, received)
     buf_start = received = 0

@@ -109,7 +109,9 @@ def read_checkpoint(path: str | os.PathLike, *, expect_kind: str | None = None) 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # corrupt / truncated / not a torch file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch checkpoint file, or a corrupt / "
+                              f"truncated one ({reason[:200]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a ussnb checkpoint (no 'format': 'ussnb' entry); "

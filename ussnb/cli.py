@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import UssnbError
+from .errors import ConfigError, DataError, UssnbError
 
 EPILOG = """examples:
   ussnb data prepare starter            build the offline starter set (real recordings, weak labels)
@@ -18,6 +18,20 @@ EPILOG = """examples:
 
 environment: USSNB_DATA (where datasets go, default ./data), USSNB_AUDIOSET_META, USSNB_ESC50_DIR,
 USSNB_WEIGHTS_DIR — see README.md."""
+
+
+def _split_pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """``["train=a.csv", "test=b.csv"]`` → ``{"train": "a.csv", "test": "b.csv"}``; anything else is a
+    :class:`ConfigError` naming the option."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        split, sep, value = item.partition("=")
+        if not sep or not split.strip() or not value.strip():
+            raise ConfigError(f"{option} {item!r}: expected SPLIT=PATH, e.g. {option} train=balanced_train.csv")
+        if split.strip() in out:
+            raise ConfigError(f"{option}: split {split.strip()!r} is given twice")
+        out[split.strip()] = value.strip()
+    return out
 
 
 def _cmd_data_prepare(args) -> int:
@@ -34,9 +48,14 @@ def _cmd_data_prepare(args) -> int:
 
         install_requirements()
     if args.name == "audioset":
-        segments = dict(s.split("=", 1) for s in args.segments or [])
-        dirs = dict(s.split("=", 1) for s in args.audio_dir or [])
+        segments = _split_pairs(args.segments, "--segments")
+        dirs = _split_pairs(args.audio_dir, "--audio-dir")
+        if not segments:
+            raise DataError("audioset needs its segments CSVs and clip folders: `ussnb data prepare audioset "
+                            "--segments train=CSV --audio-dir train=FOLDER`")
         path = data.prepare("audioset", segments=segments, audio_dirs=dirs, force=args.force)
+    elif args.segments or args.audio_dir:
+        raise ConfigError(f"--segments / --audio-dir are for `data prepare audioset`, not {args.name}")
     elif kwargs or args.seed:
         path = data.prepare_named(args.name, seed=args.seed, force=args.force, **kwargs)
     else:
@@ -92,11 +111,23 @@ def _cmd_doctor(args) -> int:
 
 
 def _cmd_pipeline(args) -> int:
+    from .paths import check_output_folder, make_output_folder
     from .pipeline import parse_overrides, run_pipeline
 
-    run_dir = run_pipeline(args.preset, args.run_dir, overrides=parse_overrides(args.param or []),
-                           stages=args.stages, force=args.force, notebooks_dir=args.notebooks,
-                           log_output=args.verbose, threads=args.threads)
+    run_dir = check_output_folder(args.run_dir, "--run-dir")
+    created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # innermost first
+    make_output_folder(run_dir, "--run-dir")  # a run directory that cannot be written fails here, not mid-run
+    try:
+        run_dir = run_pipeline(args.preset, run_dir, overrides=parse_overrides(args.param or []),
+                               stages=args.stages, force=args.force, notebooks_dir=args.notebooks,
+                               log_output=args.verbose, threads=args.threads)
+    except UssnbError:
+        for folder in created:  # refused before anything ran: leave no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: a stage ran, and what it wrote is kept
+        raise
     print(f"run directory: {run_dir}")
     return 0
 
@@ -107,14 +138,19 @@ def _cmd_separate(args) -> int:
     from .runtime import configure_threads
 
     configure_threads(args.threads)
+    failures: list = []
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=not args.no_progress, on_failure=lambda path, exc: failures.append((path, exc)),
     )
-    print(f"summary: {Path(args.out) / 'summary.json'} ({failed} input(s) failed)" if failed else
-          f"summary: {Path(args.out) / 'summary.json'}")
+    where = Path(args.out) / "summary.json"
+    print(f"summary: {where} ({failed} input(s) failed)" if failed else f"summary: {where}")
+    if failed:
+        more = f" (and {failed - 1} more)" if failed > 1 else ""
+        print(f"ussnb: error: {failed} input(s) failed — {failures[0][1]}{more}; the finished outputs are kept "
+              f"(see {where})", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -147,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_data = sub.add_parser("data", help="prepare or describe a dataset")
+    p_data.set_defaults(missing_action=(p_data, "prepare, info"))
     dsub = p_data.add_subparsers(dest="data_command", metavar="ACTION")
     p_prep = dsub.add_parser("prepare", help="build a dataset (idempotent)",
                              description="Build a dataset under USSNB_DATA (default ./data). Already prepared "
@@ -214,20 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
     p_sep.add_argument("--threshold", type=float, default=0.2,
-                       help="--levels: a node is active in a 2 s segment when its max probability ≥ this (default 0.2)")
+                       help="--levels: a node is active in a 2 s segment when its max probability ≥ this, in [0, 1] "
+                            "(default 0.2)")
     p_sep.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
                        help="a trained separator.pt, or a pipeline run directory (then its tagger and class-average "
                             "conditions are used too)")
-    p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder (not inside an input folder)")
     p_sep.add_argument("--residual", action="store_true", help="also write the residual (everything else) track")
     p_sep.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
                        help="convert inputs at another sample rate to the model's (default; the output is written "
                             "at the model's rate); --no-resample makes a rate mismatch an error")
     p_sep.add_argument("--force", action="store_true", help="redo inputs whose outputs already exist")
-    p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS", help="chunk length (default 2.0)")
+    p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS",
+                       help="chunk length, > 0 and ≤ 600 (default 2.0)")
     p_sep.add_argument("--overlap", type=float, default=0.25, metavar="FRACTION",
                        help="fraction of a chunk cross-faded with the next, in [0, 1) (default 0.25)")
-    p_sep.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass (default 8)")
+    p_sep.add_argument("--batch-size", type=int, default=8, help="chunks per forward pass, 1..1024 (default 8)")
     p_sep.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch CPU threads (default: the cores available; BLAS always 1)")
     p_sep.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -241,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
+        if getattr(args, "missing_action", None):
+            sub_parser, actions = args.missing_action
+            sub_parser.error(f"choose an action: {actions}")  # exits 2
         parser.print_help()
-        return 2 if args.command is None else 2
+        return 2
     try:
         return int(args.func(args) or 0)
     except UssnbError as exc:

@@ -60,6 +60,9 @@ def resolve_threads(threads: Any = None) -> int:
         raise ConfigError(f"threads must be ≥ 1 (or 0 for all cores), got {n}")
     if n == 0:
         return available_cores()
+    cap = 4 * available_cores()  # more threads than that only oversubscribe (and huge counts crash OpenMP)
+    if n > cap:
+        raise ConfigError(f"threads must be at most {cap} (4 × the {available_cores()} core(s) available), got {n}")
     return n
 
 

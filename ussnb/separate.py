@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -42,7 +43,8 @@ import torch
 
 from .audio import (check_wave, resample as resample_array, segment_hop, stream_audio_blocks,
                     stream_length, stream_overlap_add)
-from .errors import AudioError, CheckpointError, DataError, OntologyError, UssnbError
+from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, UssnbError
+from .paths import check_output_folder, make_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ TAG_SECONDS = 2.0  # Algorithm 3 tags non-overlapping 2 s segments
 HIERARCHY_KINDS = ("soft", "onehot")
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64",
                   ".m4a", ".aac", ".opus", ".wma", ".webm", ".mka", ".mp4", ".g722"}
+MAX_LEVEL = 6  # the AudioSet ontology has 6 levels
+MAX_SEGMENT_SECONDS = 600.0  # longer chunks only cost memory
+MAX_BATCH_SIZE = 1024
 _KIND_TEXT = {
     "onehot": "one-hot class vectors",
     "soft": "the tagger's class probabilities",
@@ -62,6 +67,74 @@ _KIND_TEXT = {
     "shortcut": "a tagger + shortcut copy's outputs",
     "adaptor": "a tagger + adaptor's outputs",
 }
+
+
+# ============================================================================================== settings
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_whole(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and float(value).is_integer()
+
+
+def check_settings(
+    *,
+    segment_seconds: Any = None,
+    overlap: Any = None,
+    batch_size: Any = None,
+    threshold: Any = None,
+    levels: Any = None,
+) -> list[int] | None:
+    """Refuse out-of-range or wrongly typed separation settings with a :class:`ConfigError` naming the
+    option (the ``ussnb separate`` flag and the API argument). Settings left ``None`` are not checked.
+
+    ``segment_seconds`` (``--segment``): finite, > 0, ≤ 600 s. ``overlap`` (``--overlap``): in [0, 1).
+    ``batch_size`` (``--batch-size``): an integer in 1..1024. ``threshold`` (``--threshold``): in [0, 1].
+    ``levels`` (``--levels``): integers in 1..6 (see :func:`check_levels_exist` for the model's ontology).
+    Returns ``levels`` as a list of ints without repeats (None if not given)."""
+    if segment_seconds is not None:
+        if not _is_number(segment_seconds) or not math.isfinite(segment_seconds) or not \
+                0 < segment_seconds <= MAX_SEGMENT_SECONDS:
+            raise ConfigError(f"--segment (segment_seconds) must be a chunk length in seconds, > 0 and at most "
+                              f"{MAX_SEGMENT_SECONDS:g}, got {segment_seconds!r}")
+    if overlap is not None:
+        if not _is_number(overlap) or not 0.0 <= overlap < 1.0:  # NaN fails the comparison too
+            raise ConfigError(f"--overlap (overlap) must be a fraction in [0, 1) (the part of a chunk cross-faded "
+                              f"with the next), got {overlap!r}")
+    if batch_size is not None:
+        if not _is_whole(batch_size) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ConfigError(f"--batch-size (batch_size) must be a whole number of chunks in 1..{MAX_BATCH_SIZE}, "
+                              f"got {batch_size!r}")
+    if threshold is not None:
+        if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"--threshold (threshold) must be a probability in [0, 1], got {threshold!r}")
+    if levels is None:
+        return None
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, Iterable):
+        levels = [levels]
+    out: list[int] = []
+    for level in levels:
+        if not _is_whole(level) or not 1 <= level <= MAX_LEVEL:
+            raise ConfigError(f"--levels (levels): ontology levels are whole numbers 1..{MAX_LEVEL} (1 = the top "
+                              f"categories), got {level!r}")
+        if int(level) not in out:
+            out.append(int(level))
+    if not out:
+        raise ConfigError(f"--levels (levels): give at least one ontology level (1..{MAX_LEVEL})")
+    return out
+
+
+def check_levels_exist(levels: Iterable[int], ontology) -> None:
+    """:class:`ConfigError` when a level is deeper than ``ontology`` (the one the model's classes span),
+    listing the levels that exist and their node counts."""
+    deepest = int(ontology.max_level)
+    deep = sorted({int(lv) for lv in levels if int(lv) > deepest})
+    if deep:
+        counts = [(lv, len(ontology.nodes_at_level(lv))) for lv in range(1, deepest + 1)]
+        exist = ", ".join(f"{lv} ({n} node{'' if n == 1 else 's'})" for lv, n in counts)
+        raise ConfigError(f"--levels {' '.join(map(str, deep))}: the ontology of this model's classes "
+                          f"({ontology.source}) has {deepest} level(s); levels that exist: {exist}")
 
 
 # ============================================================================================== bundle
@@ -402,9 +475,12 @@ def resolve_query(query: Any, bundle: SeparationBundle) -> Query:
         if path.suffix.lower() in (".npy", ".npz"):
             return _file_query(path, bundle)
         return _example_query([path], bundle)
+    if isinstance(query, str) and ("/" in query or os.sep in query) and Path(query).is_file():
+        raise DataError(f"{query}: a file, but neither a saved condition (.npy / .npz) nor an audio file "
+                        "(.wav, .flac, .mp3, ...) — query a class by name, MID or index, or by example")
     if isinstance(query, (str, int, np.integer)):
         return _class_query(query, bundle)
-    raise TypeError(f"cannot interpret a query of type {type(query).__name__}")
+    raise ConfigError(f"cannot interpret a query of type {type(query).__name__}")
 
 
 def _class_query(query, bundle: SeparationBundle) -> Query:
@@ -596,6 +672,7 @@ def separate(
         ``(samples,)`` float32 at ``bundle.sample_rate``, or ``(target, residual)`` with ``residual=True``
         (``residual = mixture − target``).
     """
+    check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size)
     q = resolve_query(query, bundle)
     blocks, total, _ = _input_blocks(wave_or_path, bundle, sr=sr, resample=resample, block_seconds=block_seconds)
     segment, hop = segment_hop(bundle.sample_rate, segment_seconds, overlap)
@@ -656,6 +733,7 @@ def separate_file(
     complete or not at all (temporary file + rename). Returns a summary dict (paths, seconds, real-time
     factor, query)."""
     t0 = time.perf_counter()
+    check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size)
     q = resolve_query(query, bundle)
     in_path = Path(in_path)
     sr = bundle.sample_rate
@@ -812,7 +890,8 @@ def separate_hierarchy(
     same labels share it).
 
     Only models with K-dim class conditions (``soft`` / ``onehot``) can be conditioned on a restricted
-    tagging vector; others raise :class:`CheckpointError`.
+    tagging vector; others raise :class:`CheckpointError`. Settings out of range (:func:`check_settings`) and
+    levels deeper than the ontology of the model's classes raise :class:`~ussnb.errors.ConfigError`.
     """
     t0 = time.perf_counter()
     path = Path(path)
@@ -821,10 +900,9 @@ def separate_hierarchy(
             f"hierarchical separation conditions the separator on restricted class-probability vectors; "
             f"{bundle.source} was trained with '{bundle.kind}' conditions ({bundle.condition_size} dims) — it needs "
             f"a model trained with 'soft' or 'onehot' conditions ({bundle.classes} dims)")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    if not 0.0 <= overlap < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
+                            threshold=threshold, levels=levels)
+    check_levels_exist(levels, bundle.ontology)
     sr = bundle.sample_rate
     # rate check up front: the user's --resample decides about the separator's rate
     probe = stream_audio_blocks(path, sr, 0.01, resample=resample)
@@ -924,12 +1002,10 @@ def separate_hierarchy(
         "real_time_factor": round(wall / max(duration, 1e-9), 4),
     }
     for level in sorted(plan):
-        note = None if level <= onto.max_level else f"the ontology has {onto.max_level} levels"
         summary["levels"][str(level)] = {
             "nodes": [{"node": t.node, "label": t.label, "path": onto.path(t.node), "file": t.file,
                        "active": _intervals(t.active, tag_seconds, duration), "n_active_segments": int(t.active.sum()),
                        "max_probability": round(float(t.probability.max()), 4)} for t in plan[level]],
-            **({"note": note} if note else {}),
         }
     tmp = folder / ".summary.json.part"
     tmp.write_text(json.dumps(summary, indent=1))
@@ -988,8 +1064,11 @@ def detection_report(summary: dict, ontology, events: Sequence[dict]) -> dict:
 # ============================================================================================== batch / CLI
 def collect_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
     """Files as given; folders → their audio files (by suffix, sorted, not recursive, hidden files skipped;
-    in the ``exclude`` folder — the output folder — files named like outputs, ``<name>__<query>…``, too)."""
-    out: list[Path] = []
+    in the ``exclude`` folder — the output folder — files named like outputs, ``<name>__<query>…``, too).
+
+    A missing path raises :class:`AudioError`; a file reached twice (given twice, or given and also inside a
+    given folder) raises :class:`ConfigError` naming both ways it was given."""
+    out: list[tuple[Path, str]] = []  # (file, how it was given)
     skip = Path(exclude).resolve() if exclude is not None else None
     for p in paths:
         p = Path(p)
@@ -1000,17 +1079,19 @@ def collect_inputs(paths: Sequence[str | os.PathLike], exclude: str | os.PathLik
                            and not (skip is not None and f.resolve().parent == skip and "__" in f.stem))
             if not found:
                 log.warning("%s: no audio files in this folder", p)
-            out.extend(found)
+            out.extend((f, f"through the folder {p}") for f in found)
         elif p.exists():
-            out.append(p)
+            out.append((p, f"as {p}"))
         else:
             raise AudioError(f"{p}: no such audio file or folder")
-    seen, unique = set(), []
-    for f in out:
+    seen: dict[Path, str] = {}
+    unique = []
+    for f, how in out:
         key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
+        if key in seen:
+            raise ConfigError(f"{f} is given twice ({seen[key]} and {how}); give every input once")
+        seen[key] = how
+        unique.append(f)
     return unique
 
 
@@ -1046,27 +1127,57 @@ def run_separate(
     batch_size: int = 8,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    on_failure: Callable[[Path, UssnbError], None] | None = None,
 ) -> tuple[dict, int]:
     """What ``ussnb separate`` does: one query (``query`` text or ``examples`` files) → exactly one
     ``<name>__<query slug>.wav`` per input (+ ``…__residual.wav``), or ``levels`` → hierarchical separation
     into ``<name>/``; inputs already done are skipped unless ``force``; ``out_dir/summary.json`` lists every
-    item (merged with earlier runs). Returns the summary and the number of failed inputs."""
+    item (merged with earlier runs). Returns the summary and the number of failed inputs.
+
+    Settings, inputs and the output folder are checked before the model is loaded or anything is written
+    (:class:`~ussnb.errors.ConfigError`, :class:`~ussnb.errors.AudioError`: out-of-range settings, missing
+    inputs, a file reached twice, an output folder that is a file, not writable, or inside an input folder).
+    An input that fails on its own (unreadable, wrong rate, ...) is marked failed, reported to
+    ``on_failure(path, error)`` and the other inputs go on; finished outputs are never removed."""
     from tqdm.auto import tqdm
 
     modes = sum(x is not None and x != [] for x in (query, examples, levels))
     if modes != 1:
-        raise UssnbError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
-    out = Path(out_dir)
+        raise ConfigError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
+    # settings, query text and example files first: cheap, and before any model is loaded or output written
+    levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
+                            threshold=threshold, levels=levels)
+    if isinstance(query, str) and not query.strip():
+        raise ConfigError("--query is empty: give a class name (e.g. \"Dog\"), an AudioSet MID or a class index")
+    for e in examples or []:
+        if not Path(e).exists():
+            raise AudioError(f"{e}: no such example audio file")
+        if Path(e).is_dir():
+            raise AudioError(f"{e}: is a folder, not an example audio file")
+    out = check_output_folder(out_dir)
     files = collect_inputs(inputs, exclude=out)
     if not files:
         raise AudioError("no audio files to separate")
+    out_abs = out.resolve()
+    for p in inputs:
+        folder = Path(p).resolve()
+        if Path(p).is_dir() and (out_abs == folder or folder in out_abs.parents):
+            raise ConfigError(f"the output folder {out} is inside the input folder {p}: its outputs would be taken "
+                              "for inputs — choose an output folder outside it")
     names = output_names(files)
     bundle = SeparationBundle.load(checkpoint)
     q = None
     if levels is None:
         q = resolve_query(query if query is not None else list(examples), bundle)
         echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
-    out.mkdir(parents=True, exist_ok=True)
+    else:  # what every input would fail on: say it once
+        if bundle.kind not in HIERARCHY_KINDS or bundle.condition_size != bundle.classes:
+            raise CheckpointError(
+                f"--levels: hierarchical separation needs a model trained with 'soft' or 'onehot' conditions; "
+                f"{bundle.source} was trained with '{bundle.kind}' conditions")
+        check_levels_exist(levels, bundle.ontology)
+        bundle.tagger  # noqa: B018 — loads it, or says that this checkpoint has none
+    make_output_folder(out)
     items, failed = [], 0
     bar = tqdm(list(zip(files, names)), desc="inputs", unit="file", disable=not progress or len(files) < 2)
     for f, name in bar:
@@ -1091,12 +1202,15 @@ def run_separate(
                     item["status"] = "skipped"
                     echo(f"skipped (done; --force to redo): {folder}")
                 else:
-                    if force and folder.is_dir():
-                        for old in folder.glob("level=*/*.wav"):
-                            old.unlink()
+                    earlier = set(folder.glob("level=*/*.wav")) if folder.is_dir() else set()
                     summ = separate_hierarchy(f, bundle, levels, threshold, out, name=name,
                                               segment_seconds=segment_seconds, overlap=overlap,
                                               batch_size=batch_size, resample=resample, progress=progress)
+                    # tracks of an earlier run that this one did not write again: removed only now that the
+                    # new tracks are complete (a failed redo keeps the earlier outputs)
+                    written = {folder / n["file"] for v in summ["levels"].values() for n in v["nodes"]}
+                    for old in earlier - written:
+                        old.unlink()
                     found = {lv: [n["label"] for n in v["nodes"]] for lv, v in summ["levels"].items()}
                     item.update(status="done", seconds=summ["duration_seconds"],
                                 real_time_factor=summ["real_time_factor"], detected=found)
@@ -1105,6 +1219,8 @@ def run_separate(
             failed += 1
             item.update(status="failed", error=str(exc))
             echo(f"FAILED {f}: {exc}")
+            if on_failure is not None:
+                on_failure(f, exc)
         items.append(item)
     summary = _merge_summary(out / "summary.json", items, {
         "checkpoint": str(checkpoint), "condition": bundle.kind, "sample_rate": bundle.sample_rate,
@@ -1134,7 +1250,7 @@ def _merge_summary(path: Path, items: list[dict], meta: dict) -> dict:
 
 
 __all__ = [
-    "Query", "SeparationBundle", "Track", "collect_inputs", "detection_report", "hierarchy_plan", "ontology_for", "output_names",
-    "resolve_query", "run_separate", "safe_filename", "separate", "separate_file", "separate_hierarchy", "slugify",
-    "tag_segments",
+    "Query", "SeparationBundle", "Track", "check_levels_exist", "check_output_folder", "check_settings",
+    "collect_inputs", "detection_report", "hierarchy_plan", "ontology_for", "output_names", "resolve_query",
+    "run_separate", "safe_filename", "separate", "separate_file", "separate_hierarchy", "slugify", "tag_segments",
 ]

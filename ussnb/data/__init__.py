@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..paths import data_root
 from .compose import SPLITS, SourceEvent
 from .weak import BalancedSampler, Clip, WeakDataset
@@ -55,7 +55,15 @@ def prepare_named(
     ``<data root>/variants/<train>-<validation>-<test>-seed<seed>/<name>`` — so a quick ``smoke`` run never
     overwrites the full set. A path to an already prepared folder is returned as is."""
     import inspect
+    import numbers
 
+    for key, value in (("n_train", n_train), ("n_validation", n_validation), ("n_test", n_test), ("seed", seed)):
+        if value is None:
+            continue
+        low = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            what = "a non-negative whole number" if key == "seed" else "a whole number of clips ≥ 1"
+            raise ConfigError(f"--{key.replace('_', '-')} ({key}) must be {what}, got {value!r}")
     path = Path(name_or_path)
     if str(name_or_path) not in DATASETS:
         if (path / ".complete").is_file():
@@ -100,9 +108,13 @@ def load(name_or_path: str | os.PathLike, *, root: str | os.PathLike | None = No
     if not path.is_dir() and str(name_or_path) in DATASETS:
         path = dataset_dir(str(name_or_path), root)
     if not path.is_dir():
-        raise DataError(
-            f"dataset {name_or_path!r} is not prepared (looked in {path}); run `ussnb data prepare {name_or_path}`"
-        )
+        if str(name_or_path) in DATASETS:
+            raise DataError(f"dataset {name_or_path!r} is not prepared (looked in {path}); run "
+                            f"`ussnb data prepare {name_or_path}`")
+        if path.exists():
+            raise DataError(f"{path} is a file, not a dataset folder (known datasets: {', '.join(DATASETS)})")
+        raise DataError(f"no dataset {str(name_or_path)!r}: neither a known dataset ({', '.join(DATASETS)}) nor a "
+                        "prepared dataset folder")
     return WeakDataset(path)
 
 

@@ -88,9 +88,18 @@ def prepare_audioset(
               "audio_dirs": {k: str(v) for k, v in audio_dirs.items()}}
     if not force and (out / MARKER).is_file() and json.loads((out / MARKER).read_text()) == params:
         return out
-    unknown = set(segments) - set(SPLITS)
+    if not segments:
+        raise DataError("no segments CSV given: pass segments={'train': csv, ...} (--segments train=CSV)")
+    unknown = (set(segments) | set(audio_dirs)) - set(SPLITS)
     if unknown:
         raise DataError(f"unknown split(s) {sorted(unknown)}; use {SPLITS}")
+    no_dir = sorted(set(segments) - set(audio_dirs))
+    if no_dir:
+        raise DataError(f"no clip folder for split(s) {no_dir}: pass --audio-dir {no_dir[0]}=FOLDER")
+    for split in segments:
+        folder = Path(audio_dirs[split])
+        if not folder.is_dir():
+            raise DataError(f"{folder}: clip folder of split {split!r} not found (or not a folder)")
     out.mkdir(parents=True, exist_ok=True)
     counts, missing, seconds, seen = {}, {}, 0.0, Counter()
     for split, csv_path in segments.items():
