@@ -10,11 +10,13 @@ process starts), alternating the settings round by round so that a noisy machine
 
 - ``before``: what a stage-04 kernel did up to 520bc7f: ``torch.set_num_threads(2)``, torch's default inter-op
   pool, numpy's OpenBLAS with its default pool (one thread per core), no thread variables set;
+- ``before+blas1``: ``before`` with numpy's BLAS pool limited to one thread (threadpoolctl), to tell which
+  pool costs what;
 - ``kit``: :func:`ussnb.runtime.configure_threads` with the cores available (torch intra-op = cores, inter-op 1,
   BLAS 1) — what the pipeline, ``ussnb separate`` and ``python -m ussnb.train`` now do;
 - ``kit-1``: the same with one thread.
 
-For each run it prints steps/s of the timed steps and the threads that were busy (≥ 20 % of a core, from
+For each run it prints steps/s of the timed steps and the threads that were busy (≥ 5 % of a core, from
 ``/proc/<pid>/task/*/stat``), which shows who competes for the two cores.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = ("before", "kit", "kit-1")
+SETTINGS = ("before", "before+blas1", "kit", "kit-1")
 BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
             "VECLIB_MAXIMUM_THREADS", "USSNB_THREADS")
 
@@ -57,8 +59,13 @@ def worker(setting: str, anchors: str, cfg: dict, warmup: int, steps: int) -> No
     """One measurement in this (fresh) process; prints a JSON line."""
     import torch
 
-    if setting == "before":
+    if setting.startswith("before"):
         torch.set_num_threads(2)
+        if setting == "before+blas1":
+            import numpy  # noqa: F401  (load OpenBLAS, then shrink its pool)
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
     else:
         from ussnb.runtime import configure_threads
 
@@ -77,7 +84,7 @@ def worker(setting: str, anchors: str, cfg: dict, warmup: int, steps: int) -> No
     busy = sorted((round((after[t] - before.get(t, 0)) / wall, 2) for t in after), reverse=True)
     print(json.dumps({"setting": setting, "steps_per_second": steps / wall, "wall": wall,
                       "intra": torch.get_num_threads(), "inter": torch.get_num_interop_threads(),
-                      "busy_threads": [b for b in busy if b >= 0.2]}))
+                      "busy_threads": [b for b in busy if b >= 0.05]}))
 
 
 def _thread_times() -> dict[str, float]:
@@ -129,7 +136,7 @@ def main() -> int:
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             results[setting].append(res)
             print(f"round {r + 1} {setting:7s} {res['steps_per_second']:.3f} steps/s  (intra {res['intra']}, "
-                  f"inter {res['inter']}, busy threads ≥20% of a core: {res['busy_threads']})", flush=True)
+                  f"inter {res['inter']}, threads ≥5% of a core: {res['busy_threads']})", flush=True)
     print("\nmedian steps/s:")
     base = statistics.median(x["steps_per_second"] for x in results.get("before", [])) if "before" in results else None
     for setting, runs in results.items():

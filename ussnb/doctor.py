@@ -142,11 +142,15 @@ def _check_torch(report: Report) -> None:
     report.add("torch", "bf16 on this CPU", True,
                "AMX/AVX-512 bf16 present" if _cpu_has("amx_bf16") or _cpu_has("avx512_bf16") else "no bf16 units",
                required=False)
+    import numpy  # noqa: F401  (loads the BLAS pool, so its default size shows)
+
+    from .runtime import resolve_threads
+
     info = thread_report()
-    cores = available_cores()
     report.add("torch", "threads", True,
-               f"{cores} core(s) available; the kit uses {info['intra_op']} intra-op, {info['inter_op']} inter-op, "
-               f"BLAS {info['blas']} (set with --threads / threads:, default = cores available)", required=False)
+               f"{available_cores()} core(s) available; defaults here: torch {info['intra_op']} intra-op + "
+               f"{info['inter_op']} inter-op, BLAS {info['blas']}; the kit sets torch {resolve_threads(None)} "
+               "intra-op + 1 inter-op, BLAS 1 (--threads N / preset threads:)", required=False)
 
 
 def _cpu_has(flag: str) -> bool:

@@ -61,8 +61,13 @@ class Progress:
         self.close()
 
     def state(self, done: bool = False) -> dict[str, Any]:
-        elapsed = time.time() - self._start
-        rate = (self.n - self._initial) / elapsed if elapsed > 0 and self.n > self._initial else None
+        """Step, total, rate (over the last minute, so a machine that got busier or quieter shows it), ETA."""
+        now = time.time()
+        elapsed = now - self._start
+        self._samples = [(t, n) for t, n in getattr(self, "_samples", []) if now - t <= 60.0] + [(now, self.n)]
+        t_old, n_old = self._samples[0] if len(self._samples) > 1 and now - self._samples[0][0] >= 5.0 \
+            else (self._start, self._initial)
+        rate = (self.n - n_old) / (now - t_old) if now > t_old and self.n > n_old else None
         eta = (self.total - self.n) / rate if rate and self.total else None
         return {"desc": self.desc, "n": self.n, "total": self.total, "unit": self.unit, "elapsed": round(elapsed, 1),
                 "rate": round(rate, 3) if rate else None, "eta": round(eta, 1) if eta is not None else None,
