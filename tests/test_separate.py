@@ -361,6 +361,16 @@ def test_cli_levels_and_errors(run_dir, tmp_path, capsys):
     assert (out / "x" / "summary.json").is_file() and list((out / "x").glob("level=1/*.wav"))
     items = {Path(it["input"]).name: it["status"] for it in json.loads((out / "summary.json").read_text())["items"]}
     assert items == {"x.wav": "done", "x8k.wav": "failed"}
+    # the same request again is skipped; another level or threshold is redone, not skipped
+    args = [str(tmp_path / "x.wav"), "--checkpoint", str(run_dir), "--out", str(out), "--no-progress"]
+    capsys.readouterr()
+    assert main(["separate", *args, "--levels", "1", "--threshold", "0"]) == 0
+    assert "skipped (done" in capsys.readouterr().out
+    assert main(["separate", *args, "--levels", "1", "3", "--threshold", "0"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert "3" in json.loads((out / "x" / "summary.json").read_text())["levels"]
+    assert main(["separate", *args, "--levels", "1", "--threshold", "0.5"]) == 0
+    assert "skipped" not in capsys.readouterr().out
     # by default other rates are resampled
     assert main(["separate", str(tmp_path / "x8k.wav"), "--levels", "1", "--threshold", "0", "--checkpoint",
                  str(run_dir), "--out", str(tmp_path / "out8k"), "--no-progress"]) == 0

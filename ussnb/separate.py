@@ -1013,6 +1013,17 @@ def separate_hierarchy(
     return summary
 
 
+def _hierarchy_done(folder: Path, levels: Sequence[int], threshold: float, bundle: SeparationBundle) -> bool:
+    """Whether ``folder`` already holds a finished hierarchical separation with every level asked for, the same
+    threshold and the same checkpoint (otherwise it is redone; its old tracks go only once the redo is done)."""
+    try:
+        done = json.loads((folder / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return ({str(int(lv)) for lv in levels} <= set(done.get("levels", {}))
+            and done.get("threshold") == threshold and done.get("checkpoint") == bundle.source)
+
+
 def detection_report(summary: dict, ontology, events: Sequence[dict]) -> dict:
     """How hierarchical separation's detections relate to the true events of a clip (evaluation only).
 
@@ -1198,7 +1209,7 @@ def run_separate(
             else:
                 folder = out / name
                 item.update(output=str(folder), summary=str(folder / "summary.json"))
-                if not force and (folder / "summary.json").is_file():
+                if not force and _hierarchy_done(folder, levels, threshold, bundle):
                     item["status"] = "skipped"
                     echo(f"skipped (done; --force to redo): {folder}")
                 else:
