@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import DataError
+from .io import atomic_path, atomic_write_text
 
 STRATEGIES = ("sed", "in-clip-random", "out-clip-random")
 AUGMENTATIONS = ("none", "random-gain", "match-energy")
@@ -401,9 +402,8 @@ def mine_anchor_set(
         arrays = {k: np.asarray(v) for k, v in rows.items()}
         for c in condition_types:
             arrays[f"cond_{c}"] = np.concatenate(conds[c]).astype(np.float32) if conds[c] else np.zeros((0, 0), np.float32)
-        tmp = parts / f".part-{p:05d}.tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, part_path)
+        with atomic_path(part_path) as tmp:
+            np.savez(tmp, **arrays)
     bar.close()
     merged: dict[str, list] = {}
     for p in range(n_parts):
@@ -416,12 +416,12 @@ def mine_anchor_set(
     arrays["label"] = arrays["label"].astype(np.int64)
     arrays["start"] = arrays["start"].astype(np.int64)
     arrays["score"] = arrays["score"].astype(np.float32)
-    np.savez(out / "anchors.tmp.npz", **arrays)
-    os.replace(out / "anchors.tmp.npz", out / "anchors.npz")
+    with atomic_path(out / "anchors.npz") as tmp:
+        np.savez(tmp, **arrays)
     meta = settings | {"sample_rate": sr, "labels": dataset.labels, "clip_paths": [str(c.path) for c in clips],
                        "clip_ids": [c.clip_id for c in clips], "n_anchors": int(arrays["clip"].shape[0]),
                        "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / "anchors.json").write_text(json.dumps(meta))
+    atomic_write_text(out / "anchors.json", json.dumps(meta))
     return AnchorSet(out)
 
 

@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -18,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from .errors import AudioError, ConfigError
+from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -201,19 +201,11 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sr: int, *, subtype: s
     fmt = path.suffix.lstrip(".").upper() or "WAV"
     if subtype is None:
         subtype = "FLOAT" if fmt == "WAV" else "PCM_16"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        data = wave.T if wave.ndim == 2 else wave
-        if subtype.startswith("PCM"):
-            data = np.clip(data, -1.0, 1.0)
+    data = wave.T if wave.ndim == 2 else wave
+    if subtype.startswith("PCM"):
+        data = np.clip(data, -1.0, 1.0)
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, sr, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

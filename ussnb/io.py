@@ -5,31 +5,42 @@ Only the standard library is imported at module level.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """``with atomic_path(p) as tmp:`` write ``tmp`` in any way; on success it is renamed over ``p``.
 
-    The temporary name is unique per call (``tempfile.mkstemp``), so concurrent writers (DDP ranks, two
-    processes) never share one; a reader sees the old file or the new one, never a truncated one.
+    ``tmp`` lies in ``p``'s folder under a name unique to this call (``tempfile.mkstemp``), so concurrent
+    writers (DDP ranks, two processes) never share one; a reader sees the old file or the new one, never a
+    truncated one. On an exception the temporary file is removed and ``p`` is left as it was. ``suffix``
+    (default: ``p``'s own, e.g. ``.npz``) matters to writers that choose a format by the file name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix if suffix is None else suffix}",
+                               dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -44,6 +44,7 @@ import torch
 from .audio import (check_wave, resample as resample_array, segment_hop, stream_audio_blocks,
                     stream_length, stream_overlap_add)
 from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, UssnbError
+from .io import atomic_write_text
 from .paths import check_output_folder, make_output_folder
 
 log = logging.getLogger(__name__)
@@ -1007,9 +1008,7 @@ def separate_hierarchy(
                        "active": _intervals(t.active, tag_seconds, duration), "n_active_segments": int(t.active.sum()),
                        "max_probability": round(float(t.probability.max()), 4)} for t in plan[level]],
         }
-    tmp = folder / ".summary.json.part"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, folder / "summary.json")
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -1254,9 +1253,7 @@ def _merge_summary(path: Path, items: list[dict], meta: dict) -> dict:
     mine = {it["output"] for it in items if "output" in it}
     merged = [it for it in old_items if it.get("output") not in mine] + items
     summary = {**meta, "items": merged}
-    tmp = path.with_name(".summary.json.part")
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(summary, indent=1))
     return summary
 
 

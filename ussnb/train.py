@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from .anchors import AnchorSet, detected_sets, group_disjoint, mix_sources, roll_groups
 from .audio import resample
 from .errors import DataError
+from .io import atomic_path
 from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
 from .queries import CONDITION_TYPES, LEARNABLE
 from .trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything, warmup_lambda
@@ -84,9 +85,8 @@ class AnchorAudio:
                     x = resample(x, anchors.sample_rate, self.sample_rate)
                 x = x[:seg] if x.shape[0] >= seg else np.pad(x, (0, seg - x.shape[0]))
                 data[i] = np.clip(np.round(x * 32767), -32767, 32767).astype(np.int16)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")  # per process: DDP ranks may race
-            np.save(tmp, data)
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:  # a name per process: DDP ranks may race here
+                np.save(tmp, data)
             self.data = data
 
     def __getitem__(self, idx) -> np.ndarray:
