@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ussnb.io import atomic_path, atomic_write_text, dumps_metrics
+from ussnb.io import atomic_path, dumps_metrics
 
 
 def test_atomic_path_renames_on_success_and_keeps_the_old_file_on_failure(tmp_path):
@@ -34,4 +34,3 @@ def test_metrics_json_is_canonical():
     text = dumps_metrics({"b": 1.234567891, "a": [np.float32(0.5), np.int64(3), math.nan], "c": {"z": True}})
     assert text == dumps_metrics({"c": {"z": True}, "a": [0.5, 3, None], "b": 1.2346})
     assert json.loads(text) == {"a": [0.5, 3, None], "b": 1.2346, "c": {"z": True}}
-    atomic_write_text  # re-exported helper exists
