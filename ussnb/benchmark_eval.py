@@ -33,7 +33,7 @@ import torch
 
 from .audio import resample
 from .benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
-from .errors import CheckpointError, DataError
+from .errors import DataError
 from .evaluate import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
 
 PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdri")
@@ -83,26 +83,12 @@ def separate_items(model, waves: np.ndarray, conditions: np.ndarray, *, chunk: i
     """``(items, samples)`` mixtures and ``(items, C)`` conditions → ``(items, samples)`` estimates.
 
     Each item is cut into non-overlapping ``chunk``-sample pieces (default 2 s; last piece zero-padded),
-    separated in batches and put back together (the reference evaluation's chunking, no cross-fade)."""
-    waves = np.asarray(waves, np.float32)
-    conditions = np.asarray(conditions, np.float32)
-    chunk = chunk or _chunk(model)
-    n_items, n = waves.shape
-    pieces = max(1, math.ceil(n / chunk))
-    padded = np.zeros((n_items, pieces * chunk), np.float32)
-    padded[:, :n] = waves
-    x = padded.reshape(n_items * pieces, chunk)
-    c = np.repeat(conditions, pieces, axis=0)
-    out = np.zeros_like(x)
-    for i in range(0, len(x), batch_size):
-        y = model(torch.from_numpy(x[i:i + batch_size])[:, None], torch.from_numpy(c[i:i + batch_size]))[:, 0]
-        y = y.float().numpy()
-        if y.shape[1] != chunk:
-            y = y[:, :chunk] if y.shape[1] > chunk else np.pad(y, ((0, 0), (0, chunk - y.shape[1])))
-        out[i:i + batch_size] = y
-    if not np.all(np.isfinite(out)):
-        raise CheckpointError("the separator produced NaN/inf (a diverged checkpoint?)")
-    return out.reshape(n_items, pieces * chunk)[:, :n]
+    separated in batches and put back together (the reference evaluation's chunking, no cross-fade) — through
+    the kit's one inference path, :func:`ussnb.inference.apply_separator`."""
+    from .inference import apply_separator
+
+    seconds = (chunk or _chunk(model)) / int(model.sample_rate)
+    return apply_separator(model, waves, conditions, segment_seconds=seconds, overlap=0.0, batch_size=batch_size)
 
 
 def class_condition(bundle, mids: Sequence[str]) -> np.ndarray | None:

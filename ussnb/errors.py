@@ -28,3 +28,7 @@ class PipelineError(UssnbError, RuntimeError):
 
 class ConfigError(UssnbError, ValueError):
     """A setting or argument is out of range or of the wrong type (a CLI option, a preset value, an API argument)."""
+
+
+class SeparationError(UssnbError, RuntimeError):
+    """A separator could not produce a usable estimate (NaN/inf output, mismatched mixtures and conditions)."""

@@ -44,6 +44,7 @@ import torch
 from .audio import (check_wave, resample as resample_array, segment_hop, stream_audio_blocks,
                     stream_length, stream_overlap_add)
 from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, UssnbError
+from .inference import forward_chunks
 from .io import atomic_write_text
 from .paths import check_output_folder, make_output_folder
 
@@ -599,25 +600,11 @@ def _check_vector(vec: np.ndarray, bundle: SeparationBundle, *, what: str, given
 
 
 # ============================================================================================== separation
-def _model_forward(model, chunks: np.ndarray, conditions: np.ndarray) -> np.ndarray:
-    """``(B, segment)`` chunks and ``(B, C)`` conditions → ``(B, segment)`` estimates."""
-    with torch.inference_mode():
-        y = model(torch.from_numpy(np.ascontiguousarray(chunks))[:, None],
-                  torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)))[:, 0]
-    y = y.float().numpy()
-    n = chunks.shape[1]
-    if y.shape[1] != n:  # a model that trims / pads its STFT frames
-        y = y[:, :n] if y.shape[1] > n else np.pad(y, ((0, 0), (0, n - y.shape[1])))
-    if not np.all(np.isfinite(y)):
-        raise UssnbError("the separator produced NaN/inf (a diverged checkpoint?)")
-    return y
-
-
 def _query_fn(bundle: SeparationBundle, vec: np.ndarray, residual: bool):
     cond = np.asarray(vec, np.float32)[None]
 
     def fn(chunks: np.ndarray, starts: list[int]) -> np.ndarray:
-        y = _model_forward(bundle.model, chunks, np.repeat(cond, len(chunks), axis=0))
+        y = forward_chunks(bundle.model, chunks, np.repeat(cond, len(chunks), axis=0))
         return np.stack([y, chunks - y]) if residual else y
 
     return fn
@@ -953,7 +940,7 @@ def separate_hierarchy(
             part = items[b:b + batch_size]
             x = np.stack([chunks[j] for (j, _, _), _ in part])
             c = np.stack([probs[si] * masks[ids[0]] for (_, si, _), ids in part])
-            y = _model_forward(bundle.model, x, c)
+            y = forward_chunks(bundle.model, x, c)
             for ((j, _, _), ids), est in zip(part, y):
                 for i in ids:
                     out[i, j] = est

@@ -280,12 +280,11 @@ def validation_set(anchors: AnchorSet, audio: AnchorAudio, n: int, seed: int, n_
 
 @torch.inference_mode()
 def separate_batch(model, mixture: np.ndarray, condition: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    outs = []
-    for i in range(0, len(mixture), batch_size):
-        x = torch.from_numpy(mixture[i:i + batch_size])[:, None]
-        c = torch.from_numpy(condition[i:i + batch_size])
-        outs.append(model(x, c)[:, 0].numpy())
-    return np.concatenate(outs)
+    """Validation estimates: each ``(items, samples)`` mixture in one pass, through the kit's one inference path
+    (:func:`ussnb.inference.apply_separator`)."""
+    from .inference import apply_separator
+
+    return apply_separator(model, mixture, condition, segment_seconds=None, batch_size=batch_size)
 
 
 def score(model, val: dict, conditions: np.ndarray) -> dict:
