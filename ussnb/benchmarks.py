@@ -43,6 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import DataError
+from .io import stable_seed
 from .paths import data_root
 
 RECIPE_VERSION = 1
@@ -143,11 +144,6 @@ def benchmarks_root(root: str | os.PathLike | None = None) -> Path:
 
 def _short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _stable_seed(seed: int, *parts) -> int:
-    h = hashlib.sha256("|".join([str(seed), *map(str, parts)]).encode()).digest()
-    return int.from_bytes(h[:8], "little")
 
 
 def _finished(folder: Path, params: dict) -> bool:
@@ -293,7 +289,7 @@ def _make_pairs(by_class: dict[str, list], names: dict[str, str], *, n_per_class
     load = _Loader()
     targets, interferers, items = [], [], []
     for mid in classes:
-        rng = np.random.default_rng(_stable_seed(seed, tag, "pairs", mid))
+        rng = np.random.default_rng(stable_seed(seed, tag, "pairs", mid))
         evs = sorted(by_class[mid], key=lambda e: (e.recording, e.start, e.path))
         order = rng.permutation(len(evs))
         others = [c for c in classes if c != mid]
@@ -320,7 +316,7 @@ def _make_pairs(by_class: dict[str, list], names: dict[str, str], *, n_per_class
     # the example bank for query by example: up to n_examples segments per class, distinct recordings first
     examples, ex_rows = [], []
     for mid in classes:
-        rng = np.random.default_rng(_stable_seed(seed, tag, "examples", mid))
+        rng = np.random.default_rng(stable_seed(seed, tag, "examples", mid))
         evs = sorted(by_class[mid], key=lambda e: (e.recording, e.start, e.path))
         order = [evs[int(j)] for j in rng.permutation(len(evs))]
         seen: set[str] = set()
@@ -509,7 +505,7 @@ def prepare_starter_music(
     specs = {s.label: s for s in RENDER_SPECS}
     mids = _starter_mids()
     pool = _chorale_pool()
-    rng = np.random.default_rng(_stable_seed(seed, "starter-music"))
+    rng = np.random.default_rng(stable_seed(seed, "starter-music"))
     chosen = []
     for idx in rng.permutation(len(pool)):
         if len(chosen) >= n_pieces:
@@ -643,7 +639,7 @@ def prepare_starter_speech(
     if not noise_by_class:
         raise DataError(f"{src.root}: no non-speech test events to make noise from")
     load = _Loader()
-    rng = np.random.default_rng(_stable_seed(seed, "starter-speech"))
+    rng = np.random.default_rng(stable_seed(seed, "starter-speech"))
     # spread over speakers: round-robin over speaker groups, each group in a seeded order
     groups: dict[str, list] = defaultdict(list)
     for e in speech:

@@ -6,6 +6,7 @@ Only the standard library is imported at module level.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -45,6 +46,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def stable_seed(seed: int, *parts: Any) -> int:
+    """A 64-bit seed from ``seed`` and any parts (names, ids): the same on every machine and Python run
+    (unlike ``hash()``), different for different parts."""
+    digest = hashlib.sha256("|".join([str(seed), *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 def _rounded(obj: Any, digits: int) -> Any:

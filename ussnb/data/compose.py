@@ -12,11 +12,10 @@ has enough recordings.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..audio import load_audio, save_audio
 from ..errors import DataError
+from ..io import stable_seed
 
 SPLITS = ("train", "validation", "test")
 MARKER = ".complete"
@@ -71,7 +71,7 @@ def assign_splits(
     assignment: dict[str, str] = {}
     for mid in sorted(by_class):
         recs = sorted(r for r in by_class[mid] if r not in assignment)
-        rng = np.random.default_rng(_stable_seed(seed, mid))
+        rng = np.random.default_rng(stable_seed(seed, mid))
         rng.shuffle(recs)
         n = len(recs)
         n_val = max(1, int(round(fractions["validation"] * n))) if n >= 3 else 0
@@ -80,11 +80,6 @@ def assign_splits(
             split = "test" if i < n_test else "validation" if i < n_test + n_val else "train"
             assignment[rec] = split
     return assignment
-
-
-def _stable_seed(seed: int, *parts: str) -> int:
-    h = hashlib.sha256(("|".join([str(seed), *parts])).encode()).digest()
-    return int.from_bytes(h[:8], "little")
 
 
 class _EventCache:
@@ -196,7 +191,7 @@ def compose_weak_dataset(
             raise DataError(f"split '{split}' has {len(classes)} class(es); need at least 2 to compose clips")
         split_dir = out_dir / split
         split_dir.mkdir()
-        rng = np.random.default_rng(_stable_seed(seed, "clips", split))
+        rng = np.random.default_rng(stable_seed(seed, "clips", split))
         # balanced class order: every class leads equally often
         order: list[str] = []
         meta_lines = []

@@ -41,6 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...errors import DataError
+from ...io import stable_seed
 from ...system_packages import AptPackage, apt_packages, install_command, read_list
 from ...paths import data_root
 from ..compose import SPLITS, SourceEvent, compose_weak_dataset, is_complete, trim_silence
@@ -854,7 +855,7 @@ def assign_group_splits(events: Sequence[SourceEvent], seed: int = 0,
         groups: dict[str, list[str]] = defaultdict(list)
         for r in recs:
             groups[recording_group(r)].append(r)
-        rng = np.random.default_rng(_seed_of(seed, label))
+        rng = np.random.default_rng(stable_seed(seed, label))
         n = len(recs)
         result: dict[str, str] | None = None
         if len(groups) >= 3:
@@ -889,11 +890,6 @@ def assign_group_splits(events: Sequence[SourceEvent], seed: int = 0,
             mode[label] = "by group"
         split_of.update(result)
     return split_of, mode
-
-
-def _seed_of(seed: int, *parts: str) -> int:
-    h = hashlib.sha256("|".join([str(seed), *parts]).encode()).digest()
-    return int.from_bytes(h[:8], "little")
 
 
 # --------------------------------------------------------------------------------------------------------
