@@ -11,11 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from .errors import UssnbError
-
-
-class DownloadError(UssnbError, RuntimeError):
-    """A download failed or produced an invalid file."""
+from .errors import DownloadError
 
 
 def download_file(

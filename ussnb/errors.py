@@ -32,3 +32,17 @@ class ConfigError(UssnbError, ValueError):
 
 class SeparationError(UssnbError, RuntimeError):
     """A separator could not produce a usable estimate (NaN/inf output, mismatched mixtures and conditions)."""
+
+
+class QueryError(CheckpointError):
+    """A query — class name, example recording, condition vector or file — does not fit the separator it is
+    for (wrong kind or size of condition, no class averages to query by name). A :class:`CheckpointError`,
+    since the mismatch is between the query and the checkpoint."""
+
+
+class DownloadError(UssnbError, RuntimeError):
+    """A download failed or produced an invalid file."""
+
+
+class WeightsNotFoundError(UssnbError, FileNotFoundError):
+    """A pretrained weight file is not on disk and could not be downloaded."""

@@ -43,7 +43,7 @@ import torch
 
 from .audio import (check_wave, resample as resample_array, segment_hop, stream_audio_blocks,
                     stream_length, stream_overlap_add)
-from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, UssnbError
+from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, QueryError, UssnbError
 from .inference import forward_chunks
 from .io import atomic_write_text
 from .paths import check_output_folder, make_output_folder
@@ -502,7 +502,7 @@ def _class_query(query, bundle: SeparationBundle) -> Query:
         vec[k] = 1.0
         detail["condition"] = "one-hot (no class averages available)"
     else:
-        raise CheckpointError(
+        raise QueryError(
             f"{bundle.source}: no class-average '{bundle.kind}' conditions are known, so a class cannot be queried "
             f"by name (expected {QUERIES_STAGE}/conditions_{bundle.kind}.npz in the run directory) — pass the "
             "pipeline run directory, or query by example (--example)")
@@ -539,12 +539,12 @@ def _file_query(path: Path, bundle: SeparationBundle) -> Query:
                 keys = list(z.keys())
                 key = next((k for k in ("condition", "vector", "embedding") if k in z), None)
                 if key is None and keys == ["conditions", "counts"] or "conditions" in keys and key is None:
-                    raise CheckpointError(
+                    raise QueryError(
                         f"{path} holds class-average conditions for {z['conditions'].shape[0]} classes, not one "
                         "query — query a class by name (with the run directory as --checkpoint) instead")
                 if key is None:
                     if len(keys) != 1:
-                        raise CheckpointError(f"{path}: expected one array (or a 'condition' entry), found {keys}")
+                        raise QueryError(f"{path}: expected one array (or a 'condition' entry), found {keys}")
                     key = keys[0]
                 arr = z[key]
                 if kind is None and "kind" in z:
@@ -564,9 +564,9 @@ def _as_vector(arr, what: str) -> np.ndarray:
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1 or arr.size == 0:
-        raise CheckpointError(f"{what}: a condition must be one vector (C,), got shape {tuple(arr.shape)}")
+        raise QueryError(f"{what}: a condition must be one vector (C,), got shape {tuple(arr.shape)}")
     if not np.all(np.isfinite(arr)):
-        raise CheckpointError(f"{what}: the condition contains NaN/inf")
+        raise QueryError(f"{what}: the condition contains NaN/inf")
     return arr
 
 
@@ -590,12 +590,12 @@ def _check_vector(vec: np.ndarray, bundle: SeparationBundle, *, what: str, given
     if given_kind is not None and given_kind != bundle.kind:
         compatible = {given_kind, bundle.kind} <= set(HIERARCHY_KINDS) and vec.shape[0] == size
         if not compatible:
-            raise CheckpointError(f"{what} is a '{given_kind}' condition ({vec.shape[0]} dims) but the separator "
+            raise QueryError(f"{what} is a '{given_kind}' condition ({vec.shape[0]} dims) but the separator "
                                   f"({bundle.source}) was trained with {trained}")
         log.warning("%s is a '%s' condition; the model was trained with '%s' ones", what, given_kind, bundle.kind)
     if vec.shape[0] != size:
         guess = _guess_kind(vec.shape[0], bundle)
-        raise CheckpointError(f"{what} is a {vec.shape[0]}-dim {guess} vector but the separator ({bundle.source}) "
+        raise QueryError(f"{what} is a {vec.shape[0]}-dim {guess} vector but the separator ({bundle.source}) "
                               f"was trained with {trained}")
 
 

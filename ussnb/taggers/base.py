@@ -23,14 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import AudioError, UssnbError
+from ..errors import AudioError, WeightsNotFoundError
 from ..paths import find_weights, weights_dir
 
 FRAME_RATE = 100  # frames per second of every TagOutput.frames
-
-
-class WeightsNotFoundError(UssnbError, FileNotFoundError):
-    """A pretrained weight file is not on disk and could not be downloaded."""
 
 
 @dataclass
