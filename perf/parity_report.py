@@ -1,6 +1,6 @@
 """Print the max abs errors of the ussnb re-implementations against the reference vectors.
 
-    python benchmarks/parity_report.py [--shared PATH]
+    python perf/parity_report.py [--shared PATH]
 
 PATH defaults to $USSNB_SHARED or ../shared beside the repository (the folder holding ``reference/`` and
 ``weights/``). Tolerances are those of ``reference/README.md``.

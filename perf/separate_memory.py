@@ -14,9 +14,9 @@ The claim tested: separation streams from disk to disk, so peak memory does not 
 3. Each length runs ``python -m ussnb.cli separate IN --levels 1 2 --checkpoint CK --out DIR --resample`` in its
    own subprocess; its peak RSS comes from ``os.wait4`` (the child's own ``ru_maxrss``), wall time from the clock.
 
-    python benchmarks/separate_memory.py                     # 10 and 60 minutes
-    python benchmarks/separate_memory.py --minutes 1 5       # quicker
-    python benchmarks/separate_memory.py --checkpoint runs/cpu --json results.json
+    python perf/separate_memory.py                     # 10 and 60 minutes
+    python perf/separate_memory.py --minutes 1 5       # quicker
+    python perf/separate_memory.py --checkpoint runs/cpu --json results.json
 
 Outputs (several GB for 60 minutes with all nodes active) are deleted afterwards unless ``--keep``.
 

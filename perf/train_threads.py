@@ -1,6 +1,6 @@
 """Separator-training steps/s under different thread settings, measured side by side in one run.
 
-    python benchmarks/train_threads.py --run-dir runs/cpu [--steps 60] [--rounds 3]
+    python perf/train_threads.py --run-dir runs/cpu [--steps 40] [--rounds 3]
 
 Needs a run whose stage 02 (anchor mining) is done (``ussnb pipeline --preset cpu --run-dir runs/cpu --stages 00
 01 02``). Trains the separator of that run's preset exactly as stage 04 would (the preset's values over notebook

@@ -5,9 +5,9 @@ builds the model (random weights), runs one untimed warm-up forward (oneDNN kern
 then ``--runs`` timed forwards, and reports the median / min wall time, the median CPU time (user + sys; less
 sensitive to other processes sharing the cores), and peak RSS — total and above the pre-forward baseline.
 
-    python benchmarks/separator_speed.py               # full table
-    python benchmarks/separator_speed.py --quick       # paper ResUNet30 only
-    python benchmarks/separator_speed.py --json out.json
+    python perf/separator_speed.py               # full table
+    python perf/separator_speed.py --quick       # paper ResUNet30 only
+    python perf/separator_speed.py --json out.json
 
 Reference (bytedance/uss ResUNet30 with conv STFT, same machine kind, 2 threads): 5.8 s for 10 s of audio,
 0.95 s for 2 s (median).

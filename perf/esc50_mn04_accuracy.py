@@ -1,6 +1,6 @@
 """Zero-shot ESC-50 accuracy of the EfficientAT mn04 AudioSet tagger.
 
-    python benchmarks/esc50_mn04_accuracy.py [--esc50 DIR] [--batch 16] [--pad-seconds 10] [--per-class]
+    python perf/esc50_mn04_accuracy.py [--esc50 DIR] [--batch 16] [--pad-seconds 10] [--per-class]
 
 Each ESC-50 clip (5 s, 44.1 kHz) is read with soundfile, resampled to 32 kHz with soxr (HQ) and tagged
 with ``mn04_as`` (weights via ``USSNB_WEIGHTS_DIR`` or download). ``esc50_to_audioset.csv`` maps every
