@@ -63,7 +63,7 @@ class Scale(nn.Module):
 
 
 def bundle(model, kind="onehot", labels=ALL_MIDS, names=ALL_NAMES, tagger=None, conditions=None, counts=None):
-    from ussnb.separate import SeparationBundle
+    from ussnb.separation import SeparationBundle
 
     K = len(labels)
     cond = conditions if conditions is not None else np.eye(K, dtype=np.float32)

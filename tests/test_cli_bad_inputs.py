@@ -23,7 +23,7 @@ import torch
 
 from ussnb.cli import main
 from ussnb.queries import save_conditions
-from ussnb.separate import ontology_for
+from ussnb.separation import ontology_for
 from ussnb.separators import build_separator, save_separator
 from ussnb.taggers.sed import SedCnn, save_sed
 from ussnb.taggers.stage import save_stage_tagger
@@ -294,7 +294,7 @@ def test_good_then_bad_input_summary(files, tmp_path, capsys, monkeypatch):
 def test_api_settings_are_config_errors(kwargs, word):
     """The public API refuses the same values with the kit's own error type (a ValueError too)."""
     from ussnb.errors import ConfigError
-    from ussnb.separate import check_settings
+    from ussnb.separation import check_settings
 
     with pytest.raises(ConfigError, match=re.escape(word)):
         check_settings(**kwargs)
@@ -303,7 +303,7 @@ def test_api_settings_are_config_errors(kwargs, word):
 
 def test_api_refuses_before_writing(files, tmp_path, monkeypatch):
     from ussnb.errors import ConfigError
-    from ussnb.separate import SeparationBundle, run_separate, separate_file
+    from ussnb.separation import SeparationBundle, run_separate, separate_file
 
     for key, value in _env(Path(files["root"])).items():
         monkeypatch.setenv(key, value)

@@ -1,6 +1,6 @@
 """Run a trained separator on the benchmarks of :mod:`ussnb.benchmarks` (paper §4 protocol).
 
-The model is anything shaped like :class:`ussnb.separate.SeparationBundle` (``model``, ``kind``, ``labels``,
+The model is anything shaped like :class:`ussnb.separation.SeparationBundle` (``model``, ``kind``, ``labels``,
 ``names``, ``class_conditions`` ``(K, C)``, ``class_counts`` ``(K,)``, ``query_net()``, ``sample_rate``):
 :func:`load_run_bundle` builds one from a pipeline run's stage folders.
 
@@ -42,7 +42,7 @@ PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdr
 # ============================================================================================ model side
 def load_run_bundle(training_dir: str | os.PathLike, *, sed_dir=None, queries_dir=None, data_dir=None):
     """The run's separator with its condition type, class-average conditions and (lazily) its tagger."""
-    from .separate import SeparationBundle
+    from .separation import SeparationBundle
 
     return SeparationBundle.from_checkpoint(Path(training_dir) / "separator.pt", sed_dir=sed_dir,
                                             queries_dir=queries_dir, data_dir=data_dir)

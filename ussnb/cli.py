@@ -133,7 +133,7 @@ def _cmd_pipeline(args) -> int:
 
 
 def _cmd_separate(args) -> int:
-    from .separate import run_separate
+    from .separation import run_separate
 
     from .runtime import configure_threads
 

@@ -59,7 +59,7 @@ from ussnb import data, plots_separation
 from ussnb.io import write_metrics, write_timing
 from ussnb.audio import load_audio
 from ussnb.errors import DataError
-from ussnb.separate import SeparationBundle, detection_report, separate_file, separate_hierarchy, slugify
+from ussnb.separation import SeparationBundle, detection_report, separate_file, separate_hierarchy, slugify
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
