@@ -99,3 +99,31 @@ def test_ddp_two_processes_gloo(anchor_dirs, tmp_path):
     assert r0["losses"] != r1["losses"]  # each rank trains on its own shard of the balanced batch
     assert r0["param_sum"] == pytest.approx(r1["param_sum"], rel=0, abs=1e-9)  # gradients were all-reduced
     assert (tmp_path / "separator.pt").is_file()
+
+
+def test_one_source_of_defaults_notebook_04_and_train_config():
+    """Notebook 04's parameter defaults equal TrainConfig's, so `python -m ussnb.train` trains what stage 04 does."""
+    import ast
+    from dataclasses import fields
+
+    import papermill as pm
+
+    from ussnb.train import TrainConfig
+
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "04_training.ipynb"
+    params = {k: ast.literal_eval(v["default"]) for k, v in pm.inspect_notebook(str(nb)).items()}
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in params}
+    assert len(defaults) >= 15
+    from_nb = TrainConfig.from_params(params)
+    differ = {k: (params[k], v) for k, v in defaults.items() if getattr(from_nb, k) != v}
+    assert not differ, f"notebook 04 vs TrainConfig defaults (notebook, dataclass): {differ}"
+
+
+def test_train_cli_reads_a_preset_and_overrides():
+    from ussnb.pipeline import load_preset
+    from ussnb.train import TrainConfig
+
+    cfg = TrainConfig.from_params(load_preset("cpu") | {"steps": 7})
+    assert cfg.steps == 7 and cfg.warmup_steps == load_preset("cpu")["warmup_steps"]
+    assert cfg.checkpoint_every == cfg.val_every and cfg.step3_threshold is None
+    assert TrainConfig.from_params({"step3_threshold": -1.0}).step3_threshold is None

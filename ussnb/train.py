@@ -56,12 +56,25 @@ class TrainConfig:
     augmentation: str = "match-energy"  # none | random-gain | match-energy
     step3_threshold: float | None = None  # Algorithm 1 step 3 (re-pair so no detected class is shared)
     both_targets: bool = True  # a 2-source mixture trains both of its queries
-    speed_perturb: float = 0.0  # ±fraction of random speed change of each anchor (0 = off)
+    speed_perturb: float = 0.15  # ±fraction of random speed change of each anchor (0 = off)
     min_rms_db: float = -40.0  # anchors quieter than this (RMS, dBFS) count as silent and are skipped
     val_every: int = 250
     val_mixtures: int = 200
     checkpoint_every: int = 250
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+        """The config of stage 04 from pipeline parameters (a preset + overrides, or notebook 04's cell): the
+        fields it names, the rest from these defaults — which equal notebook 04's (a test keeps them equal).
+        ``step3_threshold < 0`` means off (None); ``checkpoint_every`` follows ``val_every`` unless given."""
+        fields = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in params.items() if k in fields}
+        if values.get("step3_threshold") is not None and values["step3_threshold"] < 0:
+            values["step3_threshold"] = None
+        if "val_every" in values and "checkpoint_every" not in values:
+            values["checkpoint_every"] = values["val_every"]
+        return cls(**values)
 
 
 class AnchorAudio:
@@ -447,13 +460,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", required=True, help="cached training anchor set (stage 02 output)")
     parser.add_argument("--val-anchors", help="cached validation anchor set")
     parser.add_argument("--out", required=True, help="output folder (state.pt, separator.pt, history.json)")
+    parser.add_argument("--preset", help="take the settings of stage 04 from this pipeline preset (smoke, cpu, paper "
+                                         "or a YAML file); --config and -p values go on top")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, as for `ussnb pipeline -p` (repeatable)")
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON (or a path to a JSON file)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (default: the cores available, shared among the local "
                              "torchrun processes)")
     args = parser.parse_args(argv)
     text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
-    cfg = TrainConfig(**json.loads(text))
+    from .pipeline import load_preset, parse_overrides
+
+    extra = json.loads(text) | parse_overrides(args.param)
+    unknown = sorted(set(extra) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        parser.error(f"unknown TrainConfig field(s) {unknown}; fields: {', '.join(TrainConfig.__dataclass_fields__)}")
+    cfg = TrainConfig.from_params((load_preset(args.preset) if args.preset else {}) | extra)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     from .runtime import available_cores, configure_threads
 
