@@ -145,3 +145,25 @@ def test_meltcn_mask_expansion_identity():
         model.output_conv.bias.fill_(30.0)
         x = torch.randn(1, 1, 12345)
         assert (model(x, torch.rand(1, COND)) - x).abs().max() < 1e-4
+
+
+def test_every_separator_keeps_the_contract(tmp_path):
+    import pytest as _pytest
+
+    from ussnb.errors import CheckpointError
+    from ussnb.separators import MelTCN, Separator, UNet, available_separators, build_separator
+
+    for name in available_separators():
+        model = build_separator(name, condition_size=3) if name == "unet" else \
+            build_separator(name, "tiny", condition_size=3) if name != "resunet" else \
+            build_separator(name, channels=(8, 8, 16), n_fft=512, hop=160, sample_rate=16000, condition_size=3)
+        assert isinstance(model, Separator) and model.registry_name == name
+        assert model.condition_size == 3 and model.sample_rate == model.config["sample_rate"]
+        assert (model.n_fft, model.hop) == (model.config["n_fft"], model.config["hop"])
+    melt = build_separator("meltcn", "tiny", condition_size=3)
+    path = melt.save(tmp_path / "m.pt", condition="soft")
+    again = MelTCN.load(path)
+    assert again.config == melt.config
+    assert all((a == b).all() for a, b in zip(again.state_dict().values(), melt.state_dict().values()))
+    with _pytest.raises(CheckpointError, match="holds a 'meltcn' separator, not a 'unet'"):
+        UNet.load(path)

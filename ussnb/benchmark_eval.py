@@ -73,8 +73,8 @@ def _chunk(model) -> int:
 
 
 def _stft_params(model) -> tuple[int, int]:
-    cfg = getattr(model, "config", {}) or {}
-    return int(cfg.get("n_fft", 2048)), int(cfg.get("hop", 320))
+    """(n_fft, hop) of a :class:`~ussnb.separators.base.Separator` (the paper's 2048 / 320 for other modules)."""
+    return int(getattr(model, "n_fft", 2048)), int(getattr(model, "hop", 320))
 
 
 @torch.inference_mode()

@@ -1,6 +1,6 @@
 """Query-conditioned separators and their registry.
 
-Every separator is called as ``model(mixture (batch, channels, samples), condition (batch, condition_size))
+Every separator is a :class:`~ussnb.separators.base.Separator`, called as ``model(mixture (batch, channels, samples), condition (batch, condition_size))
 → (batch, channels, samples)`` at ``model.sample_rate``, keeps its constructor arguments in ``model.config``
 and its registry name in ``model.registry_name``, so :func:`save_separator` / :func:`load_separator` need
 nothing else.
@@ -24,11 +24,12 @@ from torch import nn
 
 from ..checkpoint import load_state_dict_checked, read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
+from .base import Separator
 from .meltcn import MelTCN
 from .resunet import PRESETS, ResUNet, ResUNet30, ResUNet60, load_official_uss_checkpoint
 from .unet import UNet
 
-_REGISTRY: dict[str, type[nn.Module]] = {
+_REGISTRY: dict[str, type[Separator]] = {
     "resunet30": ResUNet30,
     "resunet60": ResUNet60,
     "resunet": ResUNet,
@@ -42,7 +43,7 @@ def available_separators() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _lookup(name: str) -> type[nn.Module]:
+def _lookup(name: str) -> type[Separator]:
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -86,6 +87,6 @@ def load_separator(path: str | os.PathLike) -> nn.Module:
 
 
 __all__ = [
-    "PRESETS", "MelTCN", "ResUNet", "ResUNet30", "ResUNet60", "UNet", "available_separators",
+    "PRESETS", "MelTCN", "ResUNet", "ResUNet30", "ResUNet60", "Separator", "UNet", "available_separators",
     "build_separator", "load_official_uss_checkpoint", "load_separator", "save_separator",
 ]

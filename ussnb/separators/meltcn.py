@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .base import Separator
 from .stft import STFT, check_call
 
 PRESETS = {
@@ -89,7 +90,7 @@ class TCNBlock(nn.Module):
         return x + self.out(self.act2(self.norm2(h)))
 
 
-class MelTCN(nn.Module):
+class MelTCN(Separator):
     """Query-conditioned mel-band mask estimator with a dilated TCN.
 
     ``model(mixture (batch, audio_channels, samples), condition (batch, condition_size))``
@@ -103,13 +104,12 @@ class MelTCN(nn.Module):
                  dilations: Sequence[int] = PRESETS["default"]["dilations"], audio_channels: int = 1,
                  log_eps: float = 1e-4):
         super().__init__()
-        self.config = dict(condition_size=int(condition_size), sample_rate=int(sample_rate), n_fft=int(n_fft),
-                           hop=int(hop), n_mels=int(n_mels), fmin=float(fmin),
-                           fmax=None if fmax is None else float(fmax), channels=int(channels),
-                           dilations=[int(d) for d in dilations], audio_channels=int(audio_channels),
-                           log_eps=float(log_eps))
-        self.condition_size, self.sample_rate = int(condition_size), int(sample_rate)
-        self.audio_channels, self.n_mels, self.log_eps = int(audio_channels), int(n_mels), float(log_eps)
+        self.set_config(dict(condition_size=int(condition_size), sample_rate=int(sample_rate), n_fft=int(n_fft),
+                             hop=int(hop), n_mels=int(n_mels), fmin=float(fmin),
+                             fmax=None if fmax is None else float(fmax), channels=int(channels),
+                             dilations=[int(d) for d in dilations], audio_channels=int(audio_channels),
+                             log_eps=float(log_eps)))
+        self.n_mels, self.log_eps = int(n_mels), float(log_eps)
         self.stft = STFT(n_fft, hop)
         weights, centres = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
         self.register_buffer("mel", torch.tensor(weights.T, dtype=torch.float32), persistent=False)  # (bins, mels)

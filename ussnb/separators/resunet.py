@@ -58,6 +58,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict_checked
 from ..errors import CheckpointError
+from .base import Separator
 from .stft import STFT, magnitude_phase, check_call
 
 # Size presets: ``channels`` = (pre-conv, encoder stage 1, ..., encoder stage S); the centre block keeps the last.
@@ -334,7 +335,7 @@ class ResUNetBase(nn.Module):
         return self.after_conv(x).contiguous()
 
 
-class ResUNet(nn.Module):
+class ResUNet(Separator):
     """Query-conditioned ResUNet separator (generic; see :class:`ResUNet30`, :class:`ResUNet60`).
 
     ``model(mixture (batch, audio_channels, samples), condition (batch, condition_size))``
@@ -372,13 +373,11 @@ class ResUNet(nn.Module):
         freq_multiple = math.prod(p[1] for p in pools)
         if (n_fft // 2) % freq_multiple:
             raise ValueError(f"n_fft/2 = {n_fft // 2} bins are not divisible by the frequency pooling {freq_multiple}")
-        self.config = dict(condition_size=int(condition_size), channels=channels,
-                           blocks_per_stage=int(blocks_per_stage), pools=[list(p) for p in pools],
-                           n_fft=int(n_fft), hop=int(hop), sample_rate=int(sample_rate),
-                           audio_channels=int(audio_channels), momentum=float(momentum),
-                           official_layout=bool(official_layout))
-        self.condition_size = int(condition_size)
-        self.sample_rate = int(sample_rate)
+        self.set_config(dict(condition_size=int(condition_size), channels=channels,
+                             blocks_per_stage=int(blocks_per_stage), pools=[list(p) for p in pools],
+                             n_fft=int(n_fft), hop=int(hop), sample_rate=int(sample_rate),
+                             audio_channels=int(audio_channels), momentum=float(momentum),
+                             official_layout=bool(official_layout)))
         self.base = ResUNetBase(channels, int(blocks_per_stage), pools, int(n_fft), int(hop), int(audio_channels),
                                 float(momentum), bool(official_layout))
         self.film = FiLM(self.condition_size, self.base.film_layers())

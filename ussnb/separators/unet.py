@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .resunet import PRESETS
+from .base import Separator
 from .stft import STFT, check_call
 
 
@@ -33,7 +34,7 @@ class ConvBNReLUFiLM(nn.Module):
         return F.relu(self.bn(self.conv(x))) + self.beta(condition)[:, :, None, None]
 
 
-class UNet(nn.Module):
+class UNet(Separator):
     """Query-conditioned U-Net on the STFT magnitude.
 
     ``model(mixture (batch, audio_channels, samples), condition (batch, condition_size))``
@@ -59,11 +60,9 @@ class UNet(nn.Module):
             raise ValueError(f"need one pool per stage: {len(pools)} pools, {stages} stages")
         if (n_fft // 2) % math.prod(p[1] for p in pools):
             raise ValueError("n_fft / 2 must be divisible by the total frequency pooling")
-        self.config = dict(condition_size=int(condition_size), channels=channels, pools=[list(p) for p in pools],
-                           n_fft=int(n_fft), hop=int(hop), sample_rate=int(sample_rate),
-                           audio_channels=int(audio_channels), momentum=float(momentum))
-        self.condition_size, self.sample_rate = int(condition_size), int(sample_rate)
-        self.audio_channels = int(audio_channels)
+        self.set_config(dict(condition_size=int(condition_size), channels=channels, pools=[list(p) for p in pools],
+                             n_fft=int(n_fft), hop=int(hop), sample_rate=int(sample_rate),
+                             audio_channels=int(audio_channels), momentum=float(momentum)))
         self.pools = pools
         self.time_multiple = math.prod(p[0] for p in pools)
         self.stft = STFT(n_fft, hop)
