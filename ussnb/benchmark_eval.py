@@ -22,7 +22,6 @@ then mean over classes (:func:`ussnb.evaluate.class_aggregate`).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from .audio import resample
 from .benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
 from .errors import DataError
+from .io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
 from .evaluate import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
 
 PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdri")
@@ -465,23 +465,6 @@ def evaluate_zero_shot(bench: Benchmark, bundle, unseen: Sequence[str], *, batch
 
 
 # ============================================================================================ reporting
-def rounded(obj, digits: int = 4):
-    """Floats rounded to ``digits`` (NaN/inf → None), NumPy scalars to Python, dict keys as strings."""
-    if isinstance(obj, Mapping):
-        return {str(k): rounded(v, digits) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [rounded(v, digits) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return round(x, digits) if math.isfinite(x) else None
-    return obj
-
-
-from .io import dumps_metrics  # noqa: E402  (deterministic JSON text: rounded floats, sorted keys)
 
 
 def skipped_entry(result: Skipped | str) -> dict:

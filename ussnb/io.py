@@ -9,10 +9,11 @@ import contextlib
 import hashlib
 import json
 import math
+import numbers
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 @contextlib.contextmanager
@@ -55,23 +56,25 @@ def stable_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _rounded(obj: Any, digits: int) -> Any:
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            return None
-        return round(obj, digits)
-    if isinstance(obj, dict):
-        return {str(k): _rounded(v, digits) for k, v in obj.items()}
+def rounded(obj: Any, digits: int = 4) -> Any:
+    """Floats rounded to ``digits`` (NaN/inf → None), NumPy scalars to Python numbers, mapping keys as strings."""
+    if isinstance(obj, Mapping):
+        return {str(k): rounded(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_rounded(v, digits) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _rounded(obj.item(), digits)
+        return [rounded(v, digits) for v in obj]
+    if isinstance(obj, bool) or getattr(getattr(obj, "dtype", None), "kind", None) == "b":
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        x = float(obj)
+        return round(x, digits) if math.isfinite(x) else None
     return obj
 
 
 def dumps_metrics(metrics: dict, digits: int = 4) -> str:
     """Canonical JSON of results: floats rounded to ``digits`` decimals, NaN/inf → null, sorted keys."""
-    return json.dumps(_rounded(metrics, digits), indent=1, sort_keys=True) + "\n"
+    return json.dumps(rounded(metrics, digits), indent=1, sort_keys=True) + "\n"
 
 
 def write_metrics(stage_dir: str | os.PathLike, metrics: dict, digits: int = 4) -> Path:
@@ -81,7 +84,7 @@ def write_metrics(stage_dir: str | os.PathLike, metrics: dict, digits: int = 4) 
 
 def write_timing(stage_dir: str | os.PathLike, timing: dict) -> Path:
     """``stage_dir/timing.json``: wall-clock figures (seconds, speed-ups, real-time factors) — differ run to run."""
-    return atomic_write_text(Path(stage_dir) / "timing.json", json.dumps(_rounded(timing, 4), indent=1, sort_keys=True) + "\n")
+    return atomic_write_text(Path(stage_dir) / "timing.json", dumps_metrics(timing))
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

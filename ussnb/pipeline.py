@@ -10,6 +10,7 @@ A failed stage keeps its executed notebook and stops the run with a message nami
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -325,9 +326,10 @@ def _cells_done(notebook: Path) -> tuple[int, int]:
     return done, len(cells)
 
 
+@functools.lru_cache(maxsize=1)
 def _ipc_kernel_manager():
-    """A kernel manager whose kernels talk over local IPC sockets instead of TCP (so ipykernel has no reason to
-    warn, once per stage, that TCP traffic is unencrypted)."""
+    """A kernel manager class whose kernels talk over local IPC sockets instead of TCP (so ipykernel has no
+    reason to warn, once per stage, that TCP traffic is unencrypted). Made once, when first needed."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IpcKernelManager(AsyncKernelManager):
