@@ -216,7 +216,7 @@ class SeparationBundle:
 
         path = Path(path)
         payload = read_checkpoint(path)
-        model = load_separator(path)
+        model = load_separator(path, payload)  # one read of the file
         kind = payload.get("condition")
         labels = payload.get("labels")
         if kind is None or labels is None:

@@ -68,13 +68,15 @@ def save_separator(path: str | os.PathLike, model: nn.Module, **extra) -> Path:
     return save_checkpoint(path, model, kind=name, config=model.config, **extra)
 
 
-def load_separator(path: str | os.PathLike) -> nn.Module:
-    """Rebuild and load a separator saved by :func:`save_separator`; returned in eval mode.
+def load_separator(path: str | os.PathLike, payload: dict | None = None) -> nn.Module:
+    """Rebuild and load a separator saved by :func:`save_separator`; returned in eval mode. ``payload``: the
+    file's content if the caller has read it already (:func:`ussnb.checkpoint.read_checkpoint`), so it is not
+    read twice.
 
     Raises :class:`CheckpointError` for an unknown kind, a config the constructor rejects, or state-dict keys /
     shapes that do not match the rebuilt model (first offending keys named).
     """
-    payload = read_checkpoint(path)
+    payload = read_checkpoint(path) if payload is None else payload
     kind, config = payload["kind"], payload["config"]
     if kind not in _REGISTRY:
         raise CheckpointError(f"{path}: unknown separator kind {kind!r}; available: {available_separators()}")
