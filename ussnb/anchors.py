@@ -389,7 +389,7 @@ def mine_anchor_set(
             keep = energy(segs) > EPS  # silent anchors are skipped
             if condition_types and keep.any():
                 with torch.inference_mode():
-                    tags = tagger.tag(segs[keep])
+                    tags = tagger.tag(segs[keep], frames=False)
                 for c in condition_types:
                     conds[c].append(_condition_from_tags(tags, c))
             for a, ok in zip(anchors, keep):
@@ -522,7 +522,7 @@ def batch_on_the_fly(
         segs.append(_crop(wave, a.start, seg))
     segs = np.stack(segs)
     with torch.inference_mode():
-        tags = tagger.tag(segs)
+        tags = tagger.tag(segs, frames=False)
     conds = _condition_from_tags(tags, condition)
     labels = np.asarray([k for k, _ in picks])
     mixes, targets = [], []

@@ -40,7 +40,7 @@ def onehot(labels: Sequence[int], classes: int) -> np.ndarray:
 
 def tagger_output(tagger, wave: torch.Tensor, output: str) -> torch.Tensor:
     """``soft`` → clip probabilities, ``embedding`` → embedding, with gradients (no inference mode)."""
-    out = tagger._tag(wave) if hasattr(tagger, "_tag") else tagger.tag(wave)
+    out = tagger._tag(wave, frames=False) if hasattr(tagger, "_tag") else tagger.tag(wave, frames=False)
     if output == "soft":
         return out.clip
     if output == "embedding":

@@ -778,7 +778,7 @@ def tag_segments(
 
     def flush():
         if pending:
-            out = tagger.tag(np.stack(pending)).clip.detach().cpu().float().numpy()
+            out = tagger.tag(np.stack(pending), frames=False).clip.detach().cpu().float().numpy()
             probs.append(out)
             bar.update(len(pending))
             pending.clear()

@@ -13,10 +13,11 @@
 # frame-level targets.
 
 # %% tags=["parameters"]
-dataset: str = "starter"  # dataset to prepare/load: starter | esc50 | a path to a prepared folder
-n_train: int = 1500  # composed 10 s training clips
-n_validation: int = 200  # composed validation clips
-n_test: int = 300  # composed test clips
+dataset: str | list = "starter"  # starter | esc50 | a prepared folder | a list of them, combined: [starter, esc50]
+n_train: int = 1500  # composed 10 s training clips (per dataset of a list)
+n_validation: int = 200  # composed validation clips (per dataset)
+n_test: int = 300  # composed test clips (per dataset)
+zero_shot_classes: list = []  # class names or MIDs no training/validation clip may contain (zero-shot)
 data_seed: int = 0  # seed of the composition (same seed -> identical clips)
 example_clips: int = 3  # clips shown with an audio player
 stage_dir: str = "runs/dev/00_data"  # this stage's output folder (set by the pipeline)
@@ -36,9 +37,13 @@ stage = Path(stage_dir)
 
 # %% [markdown]
 # ## Prepare (idempotent: a completion marker skips finished work)
+# A list of datasets (`[starter, esc50]`) becomes one *combined view*: splits kept per source, labels the union.
+# Classes held out for zero-shot evaluation are removed from training and validation here — every clip in which
+# they occur (tagged or not) is dropped — so the separator never hears them, neither as target nor as interferer.
 
 # %%
-root = data.prepare_named(dataset, n_train=n_train, n_validation=n_validation, n_test=n_test, seed=data_seed)
+root = data.prepare_for_run(dataset, n_train=n_train, n_validation=n_validation, n_test=n_test, seed=data_seed,
+                            holdout=zero_shot_classes)
 ds = data.load(root)
 summary = data.info(root)
 print(ds)
@@ -80,7 +85,7 @@ for i, clip in enumerate(clips[:example_clips]):
 (stage / "dataset.json").write_text(json.dumps({"path": str(Path(root).resolve()), "name": ds.name}, indent=1))
 metrics = {"dataset": ds.name, "n_classes": summary["n_classes"], "n_clips": summary["n_clips"],
            "hours": summary["hours"]}
-for key in ("n_packages", "min_recordings_per_class"):
+for key in ("n_packages", "min_recordings_per_class", "holdout_names", "dropped_clips"):
     if key in summary:
         metrics[key] = summary[key]
 write_metrics(stage, metrics)

@@ -2,7 +2,9 @@
 
 ``prepare(name)`` builds one (idempotent), ``load(name)`` opens it as a :class:`WeakDataset`, ``info(name)``
 summarises it. Names: ``starter`` (offline default), ``esc50`` (needs ``USSNB_ESC50_DIR`` or internet),
-``audioset`` (local CSV + clips, or a hub dataset; see :mod:`ussnb.data.recipes.audioset`).
+``audioset`` (local CSV + clips, or a hub dataset; see :mod:`ussnb.data.recipes.audioset`), ``folder`` (your
+own tagged files, :mod:`ussnb.data.recipes.folder`). :func:`prepare_for_run` is what stage 00 calls: one
+name / folder or a list of them (combined by :func:`ussnb.data.combine.combine`), with held-out classes.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from .compose import SPLITS, SourceEvent
 from .weak import BalancedSampler, Clip, WeakDataset
 
 DEFAULT_DATASET = "starter"
-DATASETS = ("starter", "esc50", "audioset")
+DATASETS = ("starter", "esc50", "audioset")  # by name; `folder` is prepared from a path (prepare_folder)
 
 
 def dataset_dir(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -90,6 +92,53 @@ def prepare_named(
     return recipe(root, seed=seed, **sizes, **kwargs)
 
 
+def resolve_classes(classes, datasets) -> list[str]:
+    """MIDs of ``classes`` (display names, case-insensitive, or MIDs) among the ``datasets``' labels; unknown
+    names → :class:`DataError` listing the classes there are."""
+    by_name: dict[str, str] = {}
+    for ds in datasets:
+        for mid in ds.labels:
+            by_name.setdefault(ds.label_names.get(mid, mid).lower(), mid)
+            by_name.setdefault(mid.lower(), mid)
+    out, unknown = [], []
+    for c in classes:
+        mid = by_name.get(str(c).strip().lower())
+        (out if mid else unknown).append(mid or str(c))
+    if unknown:
+        names = sorted({ds.label_names.get(m, m) for ds in datasets for m in ds.labels})
+        raise DataError(f"zero_shot_classes {unknown} are not classes of the dataset; its classes: {', '.join(names)}")
+    return list(dict.fromkeys(out))
+
+
+def prepare_for_run(
+    dataset: str | os.PathLike | list,
+    *,
+    n_train: int | None = None,
+    n_validation: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+    holdout: list | tuple = (),
+    root: str | os.PathLike | None = None,
+) -> Path:
+    """The dataset folder a pipeline run trains on (stage 00).
+
+    ``dataset``: a name, a prepared folder, or a list of them — each prepared with the given sizes
+    (:func:`prepare_named`; sizes are per member) and combined into one view (:func:`combine`: splits kept
+    per source, labels the union). ``holdout``: class names or MIDs that no training or validation clip may
+    contain (zero-shot); with a single dataset and no hold-out the prepared folder itself is returned."""
+    from .combine import combine
+
+    members = list(dataset) if isinstance(dataset, (list, tuple)) else [dataset]
+    if not members:
+        raise ConfigError("dataset is an empty list: name at least one (e.g. [starter, esc50])")
+    roots = [prepare_named(m, n_train=n_train, n_validation=n_validation, n_test=n_test, seed=seed, root=root)
+             for m in members]
+    if len(roots) == 1 and not holdout:
+        return roots[0]
+    held = resolve_classes(holdout, [WeakDataset(r) for r in roots])
+    return combine(roots, holdout=held, root=root)
+
+
 def _recipe(name: str):
     if name == "starter":
         from .recipes.starter import prepare_starter
@@ -130,11 +179,12 @@ def info(name_or_path: str | os.PathLike, *, root: str | os.PathLike | None = No
         "sample_rate": ds.sample_rate,
         "clip_seconds": ds.clip_seconds,
     }
-    for key in ("n_packages", "min_recordings_per_class", "sources", "classes"):
+    for key in ("n_packages", "min_recordings_per_class", "sources", "classes", "members", "holdout_names",
+                "dropped_clips"):
         if key in ds.info:
             out[key] = ds.info[key]
     return out
 
 
 __all__ = ["BalancedSampler", "Clip", "DATASETS", "DEFAULT_DATASET", "SPLITS", "SourceEvent", "WeakDataset",
-           "dataset_dir", "info", "load", "prepare", "prepare_named"]
+           "dataset_dir", "info", "load", "prepare", "prepare_for_run", "prepare_named", "resolve_classes"]

@@ -96,8 +96,10 @@ class Tagger(nn.Module):
         """Number of output frames for ``samples`` input samples: ``samples // hop + 1``."""
         return int(samples // self.frame_hop) + 1
 
-    def _tag(self, wave: torch.Tensor) -> TagOutput:  # pragma: no cover - abstract
-        """``wave`` ``(batch, samples)`` float32 on the model's device, at least ``min_samples`` long."""
+    def _tag(self, wave: torch.Tensor, frames: bool = True) -> TagOutput:  # pragma: no cover - abstract
+        """``wave`` ``(batch, samples)`` float32 on the model's device, at least ``min_samples`` long.
+        ``frames=False``: the caller needs no frame output; a tagger whose frames cost extra passes (mn04's
+        sliding windows) may then return ``(batch, 0, classes)`` frames."""
         raise NotImplementedError
 
     def _device(self) -> torch.device:
@@ -107,7 +109,7 @@ class Tagger(nn.Module):
             return t.device
         return torch.device("cpu")
 
-    def tag(self, wave: Any, sr: int | None = None) -> TagOutput:
+    def tag(self, wave: Any, sr: int | None = None, *, frames: bool = True) -> TagOutput:
         """Tag a waveform at ``self.sample_rate``.
 
         Args:
@@ -118,6 +120,8 @@ class Tagger(nn.Module):
             (100 frames/s) and ``embedding`` ``(batch, embedding_size)``, all on the model's device.
 
         ``sr``: the rate of ``wave`` when it is not the model's; it is then resampled (noted in the log).
+        ``frames=False``: only ``clip`` and ``embedding`` are wanted (conditions, query by example); ``frames``
+        may then be empty, which saves mn04's sliding-window passes (~5× its clip pass).
         Runs in eval mode under ``torch.inference_mode`` (the training flag is restored afterwards).
         """
         x = as_wave_batch(wave)
@@ -134,11 +138,11 @@ class Tagger(nn.Module):
         self.eval()
         try:
             with torch.inference_mode():
-                out = self._tag(x)
+                out = self._tag(x, frames=frames)
         finally:
             self.train(was_training)
         n = self.num_frames(samples)
-        if out.frames.shape[1] != n:
+        if out.frames.shape[1] != n and (frames or out.frames.shape[1]):
             out.frames = _fit_frames(out.frames, n)
         return out
 

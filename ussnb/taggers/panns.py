@@ -219,14 +219,14 @@ class PannsCnn(Tagger):
             "embedding": step_emb.max(dim=1).values,
         }
 
-    def _tag(self, wave: torch.Tensor) -> TagOutput:
-        x, frames = self._features(wave)
+    def _tag(self, wave: torch.Tensor, frames: bool = True) -> TagOutput:  # frames are a by-product here
+        x, n_frames = self._features(wave)
         steps, step_emb = self._step_head(x)
         if self.decision_level:
             clip, emb = steps.max(dim=1).values, step_emb.max(dim=1).values
         else:
             clip, emb = self._clip_head(x)
-        return TagOutput(clip=clip, frames=repeat_frames(steps, self.time_ratio, frames), embedding=emb)
+        return TagOutput(clip=clip, frames=repeat_frames(steps, self.time_ratio, n_frames), embedding=emb)
 
     # -- checkpoint consistency
     def check_frontend(self, rtol: float = 1e-3) -> None:

@@ -131,7 +131,7 @@ class SedCnn(Tagger):
         framewise = interpolate_frames(steps, centres * scale, n)
         return {"clipwise_output": clip, "framewise_output": framewise, "embedding": h.max(dim=1).values}
 
-    def _tag(self, wave: torch.Tensor) -> TagOutput:
+    def _tag(self, wave: torch.Tensor, frames: bool = True) -> TagOutput:  # frames are a by-product here
         out = self(wave)
         return TagOutput(clip=out["clipwise_output"], frames=out["framewise_output"], embedding=out["embedding"])
 

@@ -39,8 +39,8 @@ class DatasetTagger(Tagger):
         self.embedding_size, self.frame_rate = base.embedding_size, base.frame_rate
         self.min_samples = getattr(base, "min_samples", 1)
 
-    def _tag(self, wave: torch.Tensor) -> TagOutput:
-        out = self.base._tag(wave)
+    def _tag(self, wave: torch.Tensor, frames: bool = True) -> TagOutput:
+        out = self.base._tag(wave, frames=frames)
         return TagOutput(out.clip[:, self.columns], out.frames[:, :, self.columns], out.embedding, out.frame_rate)
 
 
