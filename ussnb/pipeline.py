@@ -297,6 +297,11 @@ def _fits(value: Any, want: str) -> bool:
     ``str|None``, ...). Unknown annotations accept anything."""
     if not want or want == "None":
         return True
+    if want.lower().startswith(("union[", "optional[")) and want.endswith("]"):
+        inner = want[want.index("[") + 1:-1].split(",")
+        if want.lower().startswith("optional") and value is None:
+            return True
+        return any(_fits(value, a) for a in inner)
     alternatives = want.split("|")
     if len(alternatives) > 1:
         return any(_fits(value, a) for a in alternatives)

@@ -13,7 +13,9 @@
 # frame-level targets.
 
 # %% tags=["parameters"]
-dataset: str | list = "starter"  # starter | esc50 | a prepared folder | a list of them, combined: [starter, esc50]
+from typing import Union  # noqa: E402  (papermill reads `Union[...]`, not `str | list`)
+
+dataset: Union[str, list] = "starter"  # starter | esc50 | a prepared folder | a list of them, combined: [starter, esc50]
 n_train: int = 1500  # composed 10 s training clips (per dataset of a list)
 n_validation: int = 200  # composed validation clips (per dataset)
 n_test: int = 300  # composed test clips (per dataset)
