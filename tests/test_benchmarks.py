@@ -187,6 +187,15 @@ def test_real_separator_soft_oracle_and_zero_shot(pairs):
     zs = BE.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True)
     assert zs["unseen_classes"] == ["Hi-hat"] and zs["n_unseen_items"] + zs["n_seen_items"] + zs["n_skipped"] == 12
     assert zs["seen_sdri"] is not None and zs["unseen_sdri"] is not None
+    # seen / unseen groups: by example, class average, floor and ceiling on the same mixtures
+    for part in ("seen", "unseen"):
+        g = zs[part]
+        assert {"by_example", "class_average", "floor", "irm", "n_items", "n_classes"} <= set(g)
+        assert g["irm"] > g["floor"] > 2.5  # x/2 on 0 dB pairs: about 3 dB
+    assert zs["unseen"]["n_classes"] == 1 and zs["unseen"]["by_example"] == zs["unseen_sdri"]
+    assert zs["unseen"]["class_average"] == zs["unseen"]["by_example"]  # an unseen class's average = its examples
+    assert zs["per_class"]["Hi-hat"]["unseen"] and not zs["per_class"]["Snare drum"]["unseen"]
+    assert zs == BE.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True, pairs=res)  # reuse = recompute
     assert BE.evaluate_zero_shot(pairs, b, [hihat]) == BE.evaluate_zero_shot(pairs, b, [hihat])
     assert "note" in BE.evaluate_zero_shot(pairs, bundle(model), [hihat])  # one-hot: no query by example
     text = BE.dumps_metrics({"pairs": BE.pair_metrics(res), "zs": zs})

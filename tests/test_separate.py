@@ -174,8 +174,26 @@ def test_condition_type_mismatches(bundle, run_dir, tmp_path):
     assert resolve_query("Piano", emb).vector.shape == (EMB,)
     with pytest.raises(CheckpointError, match=r"4-dim class-probability .* trained with 'embedding'"):
         resolve_query(np.ones(K, np.float32), emb)
-    with pytest.raises(CheckpointError, match="'embedding' conditions .* needs a model trained with 'soft' or 'onehot'"):
-        separate_hierarchy(tmp_path / "ex.wav", emb, [1], out_dir=tmp_path / "h", progress=False)
+    # an embedding model separates hierarchically too: nodes are asked for by probability-weighted class averages
+    summary = separate_hierarchy(tmp_path / "ex.wav", emb, [1], threshold=0.0, out_dir=tmp_path / "h", progress=False)
+    assert summary["node_condition"].startswith("probability-weighted") and summary["levels"]["1"]["nodes"]
+
+
+def test_node_condition_embedding_is_weighted_class_average(tmp_path):
+    from ussnb.separation import node_condition
+
+    emb = SeparationBundle.load(_make_run(tmp_path / "emb", "embedding"))
+    probs = np.array([0.8, 0.2, 0.0, 0.5], np.float32)
+    c = node_condition(emb, probs, [0, 1])
+    want = (0.8 * emb.class_conditions[0] + 0.2 * emb.class_conditions[1]) / 1.0
+    np.testing.assert_allclose(c, want, rtol=1e-5)
+    emb.class_counts = np.array([0, 0, 1, 1])  # no class of the node has an average: the segment's own condition
+    seg = np.arange(EMB, dtype=np.float32)
+    np.testing.assert_array_equal(node_condition(emb, probs, [0, 1], seg), seg)
+    with pytest.raises(CheckpointError, match="no class-average condition"):
+        node_condition(emb, probs, [0, 1])
+    soft = SeparationBundle.load(_make_run(tmp_path / "soft", "soft"))
+    np.testing.assert_allclose(node_condition(soft, probs, [1, 3]), [0.0, 0.2, 0.0, 0.5], atol=1e-7)
 
 
 def test_bare_checkpoint_without_run(run_dir):
@@ -242,7 +260,7 @@ class StubTagger(torch.nn.Module):
     classes = K
     embedding_size = EMB
 
-    def tag(self, wave):
+    def tag(self, wave, frames=True):
         x = torch.as_tensor(np.asarray(wave), dtype=torch.float32)
         rms = x.pow(2).mean(-1).sqrt()
         clip = torch.zeros(x.shape[0], K)

@@ -127,3 +127,32 @@ def test_train_cli_reads_a_preset_and_overrides():
     assert cfg.steps == 7 and cfg.warmup_steps == load_preset("cpu")["warmup_steps"]
     assert cfg.checkpoint_every == cfg.val_every and cfg.step3_threshold is None
     assert TrainConfig.from_params({"step3_threshold": -1.0}).step3_threshold is None
+
+
+def test_query_by_other_anchors_of_the_class(anchor_dirs):
+    from ussnb.anchors import AnchorSet
+    from ussnb.train import AnchorAudio, MixtureSampler
+
+    anchors = AnchorSet(anchor_dirs[0])
+    audio = AnchorAudio(anchors, 16000, progress=False)
+    own = MixtureSampler(anchors, audio, TrainConfig(**{**TINY, "query_other": 0.0}))
+    b = own.next()
+    assert b["query"].shape == (len(b["anchor"]), 1) and (b["query"][:, 0] == b["anchor"]).all()
+    other = MixtureSampler(anchors, audio, TrainConfig(**{**TINY, "query_other": 1.0, "query_examples": 3}))
+    swapped = 0
+    for _ in range(5):
+        b = other.next()
+        assert b["query"].shape == (len(b["anchor"]), 3)
+        for a, q in zip(b["anchor"], b["query"]):
+            assert (anchors.label[q] == anchors.label[a]).all()  # always the item's own class
+            if (q != a).any():
+                assert (anchors.clip[q] != anchors.clip[a]).all()  # ... from other clips than the mixture's
+                swapped += 1
+    assert swapped > 0
+    # training runs with by-example queries
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, history = train_separator(*anchor_dirs, Path(tmp), {**TINY, "condition": "embedding", "query_other": 0.5},
+                                     progress=False)
+    assert len(history) == 6 and all(np.isfinite(h["loss"]) for h in history)

@@ -333,12 +333,15 @@ def mine_anchor_set(
     part_size: int = 64,
     exclude_classes: Sequence[str] = (),
     progress: bool = True,
+    tag_batch: int = 8,
 ) -> AnchorSet:
     """Mine one anchor per (clip, tag) over a split and store it with its conditions (resumable).
 
     ``tagger`` (a :class:`ussnb.taggers.Tagger` at the dataset's rate) gives the frame probabilities for
     ``sed`` and the ``soft`` / ``embedding`` conditions of each anchor segment. ``exclude_classes`` (MIDs)
-    are left out entirely (zero-shot training holds them out)."""
+    are left out entirely (zero-shot training holds them out). ``tag_batch`` clips are tagged per forward
+    pass (frames), and all their anchors in one more (conditions); results do not depend on it beyond float
+    rounding."""
     import torch
     from .progress import progress_bar
 
@@ -372,33 +375,41 @@ def mine_anchor_set(
         rng = np.random.default_rng([seed, p])
         rows: dict[str, list] = {"clip": [], "label": [], "start": [], "score": []}
         conds: dict[str, list] = {c: [] for c in condition_types}
-        for ci in range(lo, hi):
-            clip = clips[ci]
-            labels = [dataset.label_index[m] for m in clip.labels if dataset.label_index[m] not in excluded]
-            if not labels:
-                bar.update(1)
-                continue
-            wave = dataset.load(clip)
-            frames = None
-            if strategy == "sed":
-                frames = tagger.tag(wave).frames[0].numpy()
-            anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,
-                                getattr(tagger, "frame_rate", 100.0), clip=ci)
-            seg = int(round(duration * sr))
-            segs = np.stack([_crop(wave, a.start, seg) for a in anchors])
-            keep = energy(segs) > EPS  # silent anchors are skipped
-            if condition_types and keep.any():
-                with torch.inference_mode():
-                    tags = tagger.tag(segs[keep], frames=False)
-                for c in condition_types:
-                    conds[c].append(_condition_from_tags(tags, c))
-            for a, ok in zip(anchors, keep):
-                if ok:
-                    rows["clip"].append(a.clip)
-                    rows["label"].append(a.label)
-                    rows["start"].append(a.start)
-                    rows["score"].append(a.score)
-            bar.update(1)
+        for g in range(lo, hi, tag_batch):  # clips are tagged in batches: one forward pass per batch
+            group = []
+            for ci in range(g, min(hi, g + tag_batch)):
+                labels = [dataset.label_index[m] for m in clips[ci].labels if dataset.label_index[m] not in excluded]
+                if labels:
+                    group.append((ci, labels, dataset.load(clips[ci])))
+            frames_of: list = [None] * len(group)
+            if strategy == "sed" and group:
+                n = max(w.shape[0] for _, _, w in group)
+                stack = np.stack([np.pad(w, (0, n - w.shape[0])) for _, _, w in group])
+                frames_all = tagger.tag(stack).frames.numpy()
+                frames_of = [frames_all[j, : tagger.num_frames(w.shape[0])] for j, (_, _, w) in enumerate(group)]
+            found, segs = [], []
+            for (ci, labels, wave), frames in zip(group, frames_of):
+                anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,
+                                    getattr(tagger, "frame_rate", 100.0), clip=ci)
+                seg = int(round(duration * sr))
+                for a in anchors:
+                    found.append(a)
+                    segs.append(_crop(wave, a.start, seg))
+            if found:
+                segs_a = np.stack(segs)
+                keep = energy(segs_a) > EPS  # silent anchors are skipped
+                if condition_types and keep.any():
+                    with torch.inference_mode():
+                        tags = tagger.tag(segs_a[keep], frames=False)
+                    for c in condition_types:
+                        conds[c].append(_condition_from_tags(tags, c))
+                for a, ok in zip(found, keep):
+                    if ok:
+                        rows["clip"].append(a.clip)
+                        rows["label"].append(a.label)
+                        rows["start"].append(a.start)
+                        rows["score"].append(a.score)
+            bar.update(min(hi, g + tag_batch) - g)
         arrays = {k: np.asarray(v) for k, v in rows.items()}
         for c in condition_types:
             arrays[f"cond_{c}"] = np.concatenate(conds[c]).astype(np.float32) if conds[c] else np.zeros((0, 0), np.float32)

@@ -409,14 +409,21 @@ def _pesq(clean: np.ndarray, estimate: np.ndarray, sr: int) -> float | None:
 
 # ============================================================================================ zero-shot
 def evaluate_zero_shot(bench: Benchmark, bundle, unseen: Sequence[str], *, batch_size: int = 32,
-                       held_out_in_training: bool | None = None, rematch: bool = True) -> dict:
-    """Query by example only: SDRi of classes held out of training (``unseen``, MIDs) beside the seen ones.
+                       held_out_in_training: bool | None = None, rematch: bool = True,
+                       pairs: Mapping | None = None) -> dict:
+    """Seen vs unseen classes (``unseen``: MIDs held out of training), each queried two ways, beside the x/2
+    floor and the IRM ceiling on the very same mixtures.
 
-    Every item's condition is the mean query-net condition of the benchmark's example segments of its target
-    class whose recording differs from the item's target recording (the examples are other test events of
-    the class, never the mixture's target); items without such an example are left out (``n_skipped``).
-    Seen and unseen classes use the same protocol, so the two figures differ only in whether the separator
-    was trained on the class."""
+    * **by example**: the mean query-net condition of the benchmark's example segments of the target class
+      whose recording differs from the item's target recording (other test events of the class, never the
+      mixture's target) — what ``ussnb separate --example EX1 EX2`` does with a user's clips;
+    * **class average** (eq. 9): for seen classes the mean condition of the class's training anchors (stage
+      03); an unseen class has no anchors, so its average is that of a few example clips — the same
+      conditions as by example.
+
+    ``pairs``: the :func:`evaluate_pairs` result of ``bench`` (its class-average SDRi, floor and IRM per item
+    are reused; computed here if not given). Items without an example from another recording are left out
+    (``n_skipped``)."""
     if bundle.kind == "onehot":
         return {"note": "the separator was trained with one-hot conditions: it cannot be queried by example, so "
                         "there is no zero-shot evaluation (train with soft/embedding conditions)"}
@@ -435,31 +442,55 @@ def evaluate_zero_shot(bench: Benchmark, bundle, unseen: Sequence[str], *, batch
             conds.append(ex_cond[js].mean(axis=0))
             keep.append(i)
     unseen = list(unseen)
-    out: dict[str, Any] = {"query": "by example: mean condition of the class's other test segments",
+    out: dict[str, Any] = {"query": "by example: mean condition of the class's other test segments; class "
+                                    "average: eq. 9 over training anchors (seen), the examples' mean (unseen)",
                            "unseen_classes": sorted({it["target"] for it in bench.items if it["target_mid"] in unseen}),
                            "n_skipped": len(bench.items) - len(keep)}
     if held_out_in_training is not None:
         out["held_out_in_training"] = bool(held_out_in_training)
     if not keep:
         return out | {"note": "no item has an example of its class from another recording"}
+    if pairs is None:
+        pairs = evaluate_pairs(bench, bundle, oracle=False, batch_size=batch_size, rematch=rematch)
+    prow = {r["index"]: r for r in pairs["rows"]}
     sr = int(bundle.sample_rate)
     mix, tgt = pair_audio(bench, sr, rematch)
     mix, tgt = mix[keep], tgt[keep]
     est = separate_items(bundle.model, mix, np.stack(conds), batch_size=batch_size)
-    values = sdr(tgt, est) - sdr(tgt, mix)
+    by_ex = sdr(tgt, est) - sdr(tgt, mix)
     items = [bench.items[i] for i in keep]
     is_unseen = [it["target_mid"] in unseen for it in items]
     names = [it["target"] for it in items]
-    seen = _agg([v for v, u in zip(values, is_unseen) if not u], [n for n, u in zip(names, is_unseen) if not u])
-    uns = _agg([v for v, u in zip(values, is_unseen) if u], [n for n, u in zip(names, is_unseen) if u])
-    out |= {"seen_sdri": seen["median_then_mean"], "unseen_sdri": uns["median_then_mean"],
-            "seen_sdri_mean": seen["mean"], "unseen_sdri_mean": uns["mean"],
-            "n_seen_items": seen["n"], "n_unseen_items": uns["n"],
-            "per_class": dict(sorted((seen["per_class"] | uns["per_class"]).items()))}
+    rows = []
+    for i, v, u, it in zip(keep, by_ex, is_unseen, items):
+        avg = v if u else prow[i]["sdri_avg"]  # an unseen class's "average" is its examples' mean
+        rows.append({"class_name": it["target"], "unseen": u, "by_example": float(v),
+                     "class_average": None if avg is None else float(avg),
+                     "floor": prow[i]["trivial_sdri"], "irm": prow[i]["irm_sdri"]})
+
+    def group(flag: bool) -> dict:
+        rs = [r for r in rows if r["unseen"] == flag]
+        cls = [r["class_name"] for r in rs]
+        g = {m: _agg([r[m] for r in rs], cls)["median_then_mean"] for m in ("by_example", "class_average", "floor", "irm")}
+        return g | {"n_items": len(rs), "n_classes": len(set(cls))}
+
+    seen_g, uns_g = group(False), group(True)
+    per_class = {}
+    for c in sorted(set(names)):
+        rs = [r for r in rows if r["class_name"] == c]
+        per_class[c] = {"unseen": rs[0]["unseen"]} | {m: _agg([r[m] for r in rs], [c] * len(rs))["median_then_mean"]
+                                                      for m in ("by_example", "class_average", "floor", "irm")}
+    seen_agg = _agg([v for v, u in zip(by_ex, is_unseen) if not u], [n for n, u in zip(names, is_unseen) if not u])
+    uns_agg = _agg([v for v, u in zip(by_ex, is_unseen) if u], [n for n, u in zip(names, is_unseen) if u])
+    out |= {"seen": seen_g, "unseen": uns_g,
+            "seen_sdri": seen_agg["median_then_mean"], "unseen_sdri": uns_agg["median_then_mean"],
+            "seen_sdri_mean": seen_agg["mean"], "unseen_sdri_mean": uns_agg["mean"],
+            "n_seen_items": seen_agg["n"], "n_unseen_items": uns_agg["n"],
+            "per_class": dict(sorted(per_class.items()))}
     if not unseen:
         out["note"] = ("no classes were held out of training (zero_shot_classes is empty): seen_sdri is the "
                        "query-by-example SDRi of all classes, unseen_sdri is undefined")
-    elif uns["n"] == 0:
+    elif uns_agg["n"] == 0:
         out["note"] = "none of the held-out classes has a test item with an example from another recording"
     return out
 

@@ -3,7 +3,7 @@
 Every function returns the Figure (and saves it if ``path``)."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -91,16 +91,26 @@ def speech_by_snr(summary: Mapping, *, title: str = "", path=None):
     return save(fig, path)
 
 
-def zero_shot_bars(per_class: Mapping[str, float | None], unseen: Sequence[str], *, title: str = "", path=None):
-    """Query-by-example SDRi per class, held-out (unseen) classes highlighted."""
+def zero_shot_bars(per_class: Mapping[str, Any], unseen: Sequence[str], *, title: str = "", path=None):
+    """SDRi per class by example (bars) and by class average (dots), the x/2 floor and IRM ceiling as ticks;
+    held-out (unseen) classes in green. ``per_class`` maps a class to a number (by example) or to a dict with
+    ``by_example`` / ``class_average`` / ``floor`` / ``irm``."""
     plt = _plt()
-    names = sorted(per_class, key=lambda c: (-_num(per_class[c]), c))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.42 * len(names) + 1.5), 3.6))
+    get = lambda c, k: _num(per_class[c].get(k) if isinstance(per_class[c], Mapping) else  # noqa: E731
+                            (per_class[c] if k == "by_example" else None))
+    names = sorted(per_class, key=lambda c: (c not in unseen, -get(c, "by_example"), c))
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.42 * len(names) + 1.5), 3.8))
     colors = ["tab:green" if n in unseen else "tab:blue" for n in names]
-    ax.bar(np.arange(len(names)), [_num(per_class[n]) for n in names], color=colors)
-    ax.set_xticks(np.arange(len(names)))
+    ax.bar(x, [get(n, "by_example") for n in names], color=colors, label="by example")
+    if any(isinstance(v, Mapping) for v in per_class.values()):
+        ax.plot(x, [get(n, "class_average") for n in names], "o", color="k", ms=3.5, label="class average")
+        ax.plot(x, [get(n, "floor") for n in names], "_", color="tab:red", ms=12, mew=2, label="floor x/2")
+        ax.plot(x, [get(n, "irm") for n in names], "_", color="tab:purple", ms=12, mew=2, label="IRM ceiling")
+        ax.legend(fontsize=7, ncol=4, loc="upper right")
+    ax.set_xticks(x)
     ax.set_xticklabels([n[:24] for n in names], rotation=70, ha="right", fontsize=8)
-    ax.set_ylabel("SDRi (dB), by example")
+    ax.set_ylabel("SDRi (dB)")
     ax.set_title(title + "  (green: held out of training)")
     ax.axhline(0, color="0.6", lw=0.8)
     fig.tight_layout()

@@ -761,9 +761,12 @@ def tag_segments(
     batch_size: int = 8,
     progress: bool = True,
     block_seconds: float = 30.0,
-) -> np.ndarray:
+    with_conditions: bool = False,
+):
     """Pass 1 of Algorithm 3: the tagger's clip probabilities of consecutive non-overlapping ``tag_seconds``
-    segments (the last zero-padded), streamed at the tagger's own rate. Returns ``(segments, classes)``."""
+    segments (the last zero-padded), streamed at the tagger's own rate. Returns ``(segments, classes)``; with
+    ``with_conditions`` also ``(segments, C)``, each segment's own condition of the model's kind (the
+    tagger's embedding for ``embedding``; the query net's output for the learnable kinds)."""
     from tqdm.auto import tqdm
 
     tagger = bundle.tagger
@@ -773,13 +776,21 @@ def tag_segments(
     bar = tqdm(total=int(np.ceil(total / seg)) if total else None, desc=f"tagging {Path(path).name}",
                unit="segment", disable=not progress)
     probs: list[np.ndarray] = []
+    conds: list[np.ndarray] = []
     pending: list[np.ndarray] = []
     buf = np.zeros(0, np.float32)
 
     def flush():
         if pending:
-            out = tagger.tag(np.stack(pending), frames=False).clip.detach().cpu().float().numpy()
-            probs.append(out)
+            x = np.stack(pending)
+            out = tagger.tag(x, frames=False)
+            probs.append(out.clip.detach().cpu().float().numpy())
+            if with_conditions:
+                if bundle.kind == "embedding":
+                    conds.append(out.embedding.detach().cpu().float().numpy())
+                else:
+                    with torch.inference_mode():
+                        conds.append(bundle.query_net()(torch.from_numpy(x)).float().numpy())
             bar.update(len(pending))
             pending.clear()
 
@@ -796,7 +807,36 @@ def tag_segments(
         flush()
     finally:
         bar.close()
-    return np.concatenate(probs).astype(np.float32)
+    probs_a = np.concatenate(probs).astype(np.float32)
+    if with_conditions:
+        return probs_a, np.concatenate(conds).astype(np.float32)
+    return probs_a
+
+
+def node_condition(bundle: SeparationBundle, probs: np.ndarray, label_indices: Sequence[int],
+                   segment_condition: np.ndarray | None = None) -> np.ndarray:
+    """The condition that asks the separator for an ontology node's sound in one segment.
+
+    * K-dim class conditions (``soft`` / ``onehot``): the segment's tagging vector with the classes outside the
+      node's group zeroed (the paper's Algorithm 3).
+    * Other conditions (``embedding``, learnable kinds): an embedding cannot be "restricted" to classes, so the
+      node is asked for by the class-average conditions (eq. 9, stage 03) of its classes, weighted by the
+      segment's probability of each: ``c = Σ_k p_k c̄_k / Σ_k p_k`` over the group's classes that have an average.
+      When none has one (e.g. classes held out of training), the segment's own condition is used."""
+    if bundle.kind in HIERARCHY_KINDS and bundle.condition_size == bundle.classes:
+        mask = np.zeros(bundle.classes, np.float32)
+        mask[list(label_indices)] = 1.0
+        return (probs * mask).astype(np.float32)
+    idx = np.asarray(list(label_indices), dtype=int)
+    if bundle.class_conditions is not None and idx.size:
+        counts = bundle.class_counts if bundle.class_counts is not None else np.ones(bundle.classes)
+        w = probs[idx].astype(np.float64) * (np.asarray(counts)[idx] > 0)
+        if w.sum() > 1e-6:
+            return (w @ bundle.class_conditions[idx].astype(np.float64) / w.sum()).astype(np.float32)
+    if segment_condition is None:
+        raise CheckpointError(f"{bundle.source}: no class-average condition for any class of this node and no "
+                              "segment condition to fall back on")
+    return np.asarray(segment_condition, np.float32)
 
 
 @dataclass
@@ -877,17 +917,17 @@ def separate_hierarchy(
     clicking, and each segment costs one forward pass per active label group (tracks whose nodes group the
     same labels share it).
 
-    Only models with K-dim class conditions (``soft`` / ``onehot``) can be conditioned on a restricted
-    tagging vector; others raise :class:`CheckpointError`. Settings out of range (:func:`check_settings`) and
-    levels deeper than the ontology of the model's classes raise :class:`~ussnb.errors.ConfigError`.
+    Detection always uses the tagger's class probabilities; what the separator is given per node and segment is
+    :func:`node_condition` — the restricted tagging vector for ``soft`` / ``onehot`` models, the
+    probability-weighted class-average condition of the node's classes for ``embedding`` (and learnable)
+    models. Settings out of range (:func:`check_settings`) and levels deeper than the ontology of the model's
+    classes raise :class:`~ussnb.errors.ConfigError`.
     """
     t0 = time.perf_counter()
     path = Path(path)
-    if bundle.kind not in HIERARCHY_KINDS or bundle.condition_size != bundle.classes:
-        raise CheckpointError(
-            f"hierarchical separation conditions the separator on restricted class-probability vectors; "
-            f"{bundle.source} was trained with '{bundle.kind}' conditions ({bundle.condition_size} dims) — it needs "
-            f"a model trained with 'soft' or 'onehot' conditions ({bundle.classes} dims)")
+    class_dim = bundle.kind in HIERARCHY_KINDS and bundle.condition_size == bundle.classes
+    if bundle.kind == "onehot" and not class_dim:
+        raise CheckpointError(f"{bundle.source}: a one-hot model whose condition size differs from its classes")
     levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
                             threshold=threshold, levels=levels)
     check_levels_exist(levels, bundle.ontology)
@@ -901,8 +941,9 @@ def separate_hierarchy(
         probe.close()
     name = name or path.stem
     folder = Path(out_dir) / name
-    probs = tag_segments(path, bundle, tag_seconds=tag_seconds, batch_size=batch_size, progress=progress,
-                         block_seconds=block_seconds)
+    tagged = tag_segments(path, bundle, tag_seconds=tag_seconds, batch_size=batch_size, progress=progress,
+                          block_seconds=block_seconds, with_conditions=not class_dim)
+    probs, seg_conds = (tagged, None) if class_dim else tagged
     t_tag = time.perf_counter() - t0
     onto = bundle.ontology
     plan = hierarchy_plan(probs, onto, levels, threshold)
@@ -920,9 +961,6 @@ def separate_hierarchy(
     margin = int(round(overlap * segment_seconds * sr / 2))
     segment, hop = tag_len + 2 * margin, tag_len
     n_seg = probs.shape[0]
-    masks = np.zeros((len(tracks), bundle.classes), np.float32)
-    for i, t in enumerate(tracks):
-        masks[i, t.label_indices] = 1.0
     keys = [tuple(t.label_indices) for t in tracks]
     total = stream_length(path, sr)
 
@@ -939,7 +977,8 @@ def separate_hierarchy(
         for b in range(0, len(items), batch_size):
             part = items[b:b + batch_size]
             x = np.stack([chunks[j] for (j, _, _), _ in part])
-            c = np.stack([probs[si] * masks[ids[0]] for (_, si, _), ids in part])
+            c = np.stack([node_condition(bundle, probs[si], tracks[ids[0]].label_indices,
+                                         None if seg_conds is None else seg_conds[si]) for (_, si, _), ids in part])
             y = forward_chunks(bundle.model, x, c)
             for ((j, _, _), ids), est in zip(part, y):
                 for i in ids:
@@ -986,6 +1025,8 @@ def separate_hierarchy(
         "threshold": threshold, "tag_segment_seconds": tag_seconds, "segments": int(n_seg),
         "separation": {"chunk_seconds": round(segment / sr, 4), "crossfade_seconds": round(2 * margin / sr, 4)},
         "checkpoint": bundle.source, "condition": bundle.kind, "ontology": onto.source,
+        "node_condition": "restricted tagging vector" if class_dim else
+                          "probability-weighted class-average conditions of the node's classes",
         "levels": {}, "wall_seconds": round(wall, 3), "tagging_seconds": round(t_tag, 3),
         "real_time_factor": round(wall / max(duration, 1e-9), 4),
     }
@@ -1168,10 +1209,6 @@ def run_separate(
         q = resolve_query(query if query is not None else list(examples), bundle)
         echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
     else:  # what every input would fail on: say it once
-        if bundle.kind not in HIERARCHY_KINDS or bundle.condition_size != bundle.classes:
-            raise CheckpointError(
-                f"--levels: hierarchical separation needs a model trained with 'soft' or 'onehot' conditions; "
-                f"{bundle.source} was trained with '{bundle.kind}' conditions")
         check_levels_exist(levels, bundle.ontology)
         bundle.tagger  # noqa: B018 — loads it, or says that this checkpoint has none
     make_output_folder(out)

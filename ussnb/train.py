@@ -56,6 +56,8 @@ class TrainConfig:
     augmentation: str = "match-energy"  # none | random-gain | match-energy
     step3_threshold: float | None = None  # Algorithm 1 step 3 (re-pair so no detected class is shared)
     both_targets: bool = True  # a 2-source mixture trains both of its queries
+    query_other: float = 0.0  # probability that an item is conditioned on *other* anchors of its class (0: its own)
+    query_examples: int = 2  # how many other anchors are averaged then (like `--example EX1 EX2`)
     speed_perturb: float = 0.15  # ±fraction of random speed change of each anchor (0 = off)
     min_rms_db: float = -40.0  # anchors quieter than this (RMS, dBFS) count as silent and are skipped
     val_every: int = 250
@@ -194,7 +196,25 @@ class MixtureSampler:
         if not mixtures:
             raise DataError("no mixture could be formed from this batch")
         return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
-                "anchor": np.asarray(anchor_ids)}
+                "anchor": np.asarray(anchor_ids), "query": self._query_ids(anchor_ids)}
+
+    def _query_ids(self, anchor_ids: list[int]) -> np.ndarray:
+        """``(items, k)`` anchors whose mean condition queries each item: its own anchor (the paper's oracle
+        condition; k = 1 when ``query_other`` is 0), or with probability ``query_other`` the mean of
+        ``query_examples`` other anchors of the same class from other clips — training the way a user queries
+        by example, with another recording of the sound than the one in the mixture."""
+        p, k = float(self.cfg.query_other), max(1, int(self.cfg.query_examples))
+        if p <= 0:
+            return np.asarray(anchor_ids, dtype=np.int64)[:, None]
+        out = np.repeat(np.asarray(anchor_ids, dtype=np.int64)[:, None], k, axis=1)
+        for i, a in enumerate(anchor_ids):
+            if self.local.random() >= p:
+                continue
+            pool = self.by_class[int(self.anchors.label[a])]
+            pool = pool[self.anchors.clip[pool] != self.anchors.clip[a]]
+            if len(pool):
+                out[i] = pool[self.local.integers(len(pool), size=k)]
+        return out
 
 
 def condition_vectors(anchors: AnchorSet, ids: np.ndarray, kind: str) -> np.ndarray:
@@ -407,10 +427,12 @@ def train_separator(
         batch = sampler.next()
         x = torch.from_numpy(batch["mixture"])[:, None]
         s = torch.from_numpy(batch["target"])[:, None]
+        q = batch["query"]  # (items, k): the mean condition of these anchors asks for each item's target
         if cfg.condition in LEARNABLE:
-            c = query_net(torch.from_numpy(audio[batch["anchor"]]))
+            c = query_net(torch.from_numpy(audio[q.ravel()]))
         else:
-            c = torch.from_numpy(condition_vectors(anchors, batch["anchor"], cfg.condition))
+            c = torch.from_numpy(condition_vectors(anchors, q.ravel(), cfg.condition))
+        c = c.view(q.shape[0], q.shape[1], -1).mean(dim=1)
         est = ddp_model(x, c)
         loss = _loss(cfg.loss, est, s)
         opt.zero_grad(set_to_none=True)

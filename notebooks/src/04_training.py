@@ -30,6 +30,8 @@ n_sources: int = 2  # sources per mixture (2-4)
 augmentation: str = "match-energy"  # match-energy | random-gain | none
 step3_threshold: float = -1.0  # Algorithm 1 step 3 threshold; < 0 disables it
 both_targets: bool = True  # a 2-source mixture trains both of its queries
+query_other: float = 0.0  # probability an item is queried by other anchors of its class (by-example training); 0: its own
+query_examples: int = 2  # other anchors averaged into that query (like `ussnb separate --example EX1 EX2`)
 speed_perturb: float = 0.15  # +- fraction of random speed change of anchors; 0 turns it off
 val_every: int = 250  # validation SDRi every N steps
 val_mixtures: int = 200  # fixed validation mixtures
@@ -68,7 +70,7 @@ cfg = TrainConfig(separator=separator, separator_preset=separator_preset, condit
                   batch_size=batch_size, lr=lr, schedule=schedule, warmup_steps=warmup_steps, loss=loss,
                   n_sources=n_sources, augmentation=augmentation,
                   step3_threshold=None if step3_threshold < 0 else step3_threshold, both_targets=both_targets,
-                  speed_perturb=speed_perturb, val_every=val_every, val_mixtures=val_mixtures,
+                  query_other=query_other, query_examples=query_examples, speed_perturb=speed_perturb, val_every=val_every, val_mixtures=val_mixtures,
                   checkpoint_every=val_every, seed=seed)
 query_net = None
 if condition in ("finetune", "shortcut", "adaptor"):

@@ -32,10 +32,11 @@
 # and the pairs / SNRs are re-matched there. Music is scored with museval (BSSEval v4, 1 s windows, median over
 # windows, references passed first); speech with wide-band PESQ and segmental SNR.
 #
-# **Zero-shot.** With `zero_shot_classes` set (the same parameter as stage 02, which leaves those classes out
-# of the training anchors), the held-out classes are queried *by example* only — the mean condition of other
-# test recordings of the class, never the mixture's own target — and compared with the seen classes under the
-# same protocol.
+# **Zero-shot.** With `zero_shot_classes` set (the same parameter as stages 00 and 02: no training or validation
+# clip contains those classes), every pair benchmark is split into **seen** and **unseen** classes, each queried
+# *by example* — the mean condition of other test recordings of the class, never the mixture's own target, as
+# `ussnb separate --example` does — and by *class average* (eq. 9 for seen classes; an unseen class has no
+# anchors, so its "average" is that of a few example clips), beside the x/2 floor and the IRM ceiling.
 
 # %% tags=["parameters"]
 pairs_per_class: int = 10  # starter-pairs / esc50-pairs mixtures per target class
@@ -162,20 +163,29 @@ else:
 # %%
 trained_without = BE.held_out_classes(anchors_dir)
 unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
-own = next((n for n in ("starter-pairs", "esc50-pairs") if isinstance(benches[n], Benchmark)), None)
-if own is None:
-    zero_shot = {"note": "no pair benchmark available for the zero-shot evaluation"}
-else:
-    zero_shot = BE.evaluate_zero_shot(benches[own], bundle, unseen,
-                                      held_out_in_training=bool(unseen) and set(unseen) <= set(trained_without))
-    zero_shot["benchmark"] = own
+zero_shot = {}
+for name, res in results.items():
+    zs = BE.evaluate_zero_shot(benches[name], bundle, unseen, pairs=res,
+                               held_out_in_training=bool(unseen) and set(unseen) <= set(trained_without))
     if unseen and not set(unseen) <= set(trained_without):
-        zero_shot["warning"] = ("zero_shot_classes were not all left out of this run's training anchors "
-                                f"(stage 02 excluded: {trained_without}); 'unseen' classes were seen in training")
-    if zero_shot.get("per_class"):
-        PE.zero_shot_bars(zero_shot["per_class"], zero_shot.get("unseen_classes", []),
-                          title=f"{own}: query-by-example SDRi", path=stage / "figures" / "zero_shot.png")
-print(json.dumps(BE.rounded({k: v for k, v in zero_shot.items() if k != "per_class"}, 2), indent=1))
+        zs["warning"] = ("zero_shot_classes were not all left out of this run's training anchors "
+                         f"(stage 02 excluded: {trained_without}); 'unseen' classes were seen in training")
+    zero_shot[name] = zs
+    if zs.get("per_class"):
+        PE.zero_shot_bars(zs["per_class"], zs.get("unseen_classes", []),
+                          title=f"{name}: seen vs unseen classes", path=stage / "figures" / f"zero_shot_{name}.png")
+if not zero_shot:
+    zero_shot = {"note": "no pair benchmark available for the zero-shot evaluation"}
+fmt = lambda v: "  n/a" if v is None else f"{v:5.2f}"  # noqa: E731
+print(f"{'benchmark':14s} {'classes':8s} {'n':>4s}  by example  class avg  floor x/2  IRM")
+for name, zs in zero_shot.items():
+    for part in ("seen", "unseen"):
+        g = zs.get(part) if isinstance(zs, dict) else None
+        if g and g["n_items"]:
+            print(f"{name:14s} {part:8s} {g['n_items']:4d}  {fmt(g['by_example']):>10s}  {fmt(g['class_average']):>9s}"
+                  f"  {fmt(g['floor']):>9s}  {fmt(g['irm'])}")
+    if isinstance(zs, dict) and "note" in zs:
+        print(f"{name}: {zs['note']}")
 
 # %% [markdown]
 # ## Results table and metrics
