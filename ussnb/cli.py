@@ -11,6 +11,7 @@ from .errors import ConfigError, DataError, UssnbError
 
 EPILOG = """examples:
   ussnb data prepare starter            build the offline starter set (real recordings, weak labels)
+  ussnb data prepare folder DIR --tags tags.csv   your own tagged audio files as a weakly labelled dataset
   ussnb data info starter --json        classes, clips per split, hours
   ussnb labels dog                      find AudioSet labels by name
   ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
@@ -47,6 +48,18 @@ def _cmd_data_prepare(args) -> int:
         from .data.recipes.starter import install_requirements
 
         install_requirements()
+    if args.name != "folder" and (args.path or args.tags or args.dataset_name):
+        raise ConfigError(f"PATH / --tags / --dataset-name are for `data prepare folder PATH --tags tags.csv`, not "
+                          f"{args.name}")
+    if args.name == "folder":
+        if not args.path:
+            raise ConfigError("`ussnb data prepare folder PATH --tags tags.csv`: give the folder of your audio files")
+        from .data.recipes.folder import prepare_folder
+
+        path = prepare_folder(args.path, args.tags, name=args.dataset_name, seed=args.seed, force=args.force)
+        print(f"prepared {path.name} at {path} — train on it with `ussnb pipeline -p dataset={path}` "
+              f"(or combine: -p \"dataset=[starter, {path}]\")")
+        return _cmd_data_info(argparse.Namespace(name=str(path), json=False))
     if args.name == "audioset":
         segments = _split_pairs(args.segments, "--segments")
         dirs = _split_pairs(args.audio_dir, "--audio-dir")
@@ -188,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep = dsub.add_parser("prepare", help="build a dataset (idempotent)",
                              description="Build a dataset under USSNB_DATA (default ./data). Already prepared "
                                          "datasets are left alone unless --force.")
-    p_prep.add_argument("name", choices=["starter", "esc50", "audioset"], help="dataset to prepare")
+    p_prep.add_argument("name", choices=["starter", "esc50", "audioset", "folder"], help="dataset to prepare")
+    p_prep.add_argument("path", nargs="?", help="folder: your folder of audio files (with --tags CSV)")
+    p_prep.add_argument("--tags", help="folder: CSV with columns file, labels (AudioSet names or MIDs, comma-"
+                                       "separated)[, split] (default PATH/tags.csv)")
+    p_prep.add_argument("--dataset-name", help="folder: name of the prepared dataset (default: the folder's name)")
     p_prep.add_argument("--n-train", type=int, help="composed training clips")
     p_prep.add_argument("--n-validation", type=int, help="composed validation clips")
     p_prep.add_argument("--n-test", type=int, help="composed test clips")
@@ -250,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "(query by example; needs a tagger-based model)")
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
-    p_sep.add_argument("--threshold", type=float, default=0.2,
+    p_sep.add_argument("--threshold", type=float, default=None,
                        help="--levels: a node is active in a 2 s segment when its max probability ≥ this, in [0, 1] "
-                            "(default 0.2)")
+                            "(default: the per-level thresholds stage 05 calibrated for the run, else 0.2)")
     p_sep.add_argument("--checkpoint", required=True, metavar="CKPT_OR_RUN_DIR",
                        help="a trained separator.pt, or a pipeline run directory (then its tagger and class-average "
                             "conditions are used too)")

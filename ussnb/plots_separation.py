@@ -151,3 +151,28 @@ def query_figure(mixture: np.ndarray, sr: int, outputs: Mapping[str, np.ndarray]
     fig.suptitle(title or "query-conditioned separation", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+def detection_figure(detection, *, path=None):
+    """Found-rate and false nodes per clip per level, before and after calibrating θ (stage 05)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    keys = list(detection)
+    levels = sorted({int(lv) for d in detection.values() for lv in d})
+    width = 0.8 / max(len(keys), 1)
+    for i, key in enumerate(keys):
+        d = detection[key]
+        x = np.arange(len(levels)) + (i - (len(keys) - 1) / 2) * width
+        for ax, metric in zip(axes, ("found_rate", "false_nodes_per_clip")):
+            vals = [d.get(lv, d.get(str(lv), {})).get(metric) or 0.0 for lv in levels]
+            thetas = [d.get(lv, d.get(str(lv), {})).get("threshold") for lv in levels]
+            ax.bar(x, vals, width, label=f"{key} (θ " + ", ".join(f"{t:g}" for t in thetas if t is not None) + ")")
+    for ax, title in zip(axes, ("found in time (fraction of true sounds)", "false nodes per clip")):
+        ax.set_xticks(np.arange(len(levels)))
+        ax.set_xticklabels([f"level {lv}" for lv in levels])
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+

@@ -35,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -56,6 +56,8 @@ TRAINING_STAGE = "04_training"
 DATA_STAGE = "00_data"
 TAG_SECONDS = 2.0  # Algorithm 3 tags non-overlapping 2 s segments
 HIERARCHY_KINDS = ("soft", "onehot")
+DEFAULT_THRESHOLD = 0.2  # the paper's θ for a node to be active in a segment
+HIERARCHY_STAGE = "05_hierarchical_separation"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64",
                   ".m4a", ".aac", ".opus", ".wma", ".webm", ".mka", ".mp4", ".g722"}
 MAX_LEVEL = 6  # the AudioSet ontology has 6 levels
@@ -109,8 +111,10 @@ def check_settings(
             raise ConfigError(f"--batch-size (batch_size) must be a whole number of chunks in 1..{MAX_BATCH_SIZE}, "
                               f"got {batch_size!r}")
     if threshold is not None:
-        if not _is_number(threshold) or not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"--threshold (threshold) must be a probability in [0, 1], got {threshold!r}")
+        values = list(threshold.values()) if isinstance(threshold, Mapping) else [threshold]
+        for value in values:
+            if not _is_number(value) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--threshold (threshold) must be a probability in [0, 1], got {value!r}")
     if levels is None:
         return None
     if isinstance(levels, (str, bytes)) or not isinstance(levels, Iterable):
@@ -308,6 +312,18 @@ class SeparationBundle:
                                       f"{self.condition_size}")
             self._query_net = net.eval()
         return self._query_net
+
+    def calibrated_thresholds(self) -> dict[int, float] | None:
+        """θ per level calibrated by the run's stage 05 (``thresholds.json``), or None."""
+        if self.run_dir is None:
+            return None
+        path = Path(self.run_dir) / HIERARCHY_STAGE / "thresholds.json"
+        if not path.is_file():
+            return None
+        try:
+            return {int(k): float(v) for k, v in json.loads(path.read_text())["thresholds"].items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable calibrated thresholds ({exc})") from exc
 
     def class_index(self, query: str | int) -> int:
         """Position of a class given by display name (dataset's or AudioSet's, case-insensitive), MID or
@@ -852,10 +868,11 @@ class Track:
     file: str = ""
 
 
-def hierarchy_plan(probs: np.ndarray, ontology, levels: Iterable[int], threshold: float = 0.2) -> dict[int, list[Track]]:
+def hierarchy_plan(probs: np.ndarray, ontology, levels: Iterable[int],
+                   threshold: float | Mapping[int, float] = 0.2) -> dict[int, list[Track]]:
     """Algorithm 4 per level: group segment probabilities by the level's nodes (max over descendants);
-    the nodes active (≥ ``threshold``) in at least one segment, most probable first. Levels deeper than
-    the ontology give no tracks."""
+    the nodes active (≥ ``threshold``, one value or one per level) in at least one segment, most probable
+    first. Levels deeper than the ontology give no tracks."""
     out: dict[int, list[Track]] = {}
     for level in levels:
         level = int(level)
@@ -868,12 +885,32 @@ def hierarchy_plan(probs: np.ndarray, ontology, levels: Iterable[int], threshold
         _, groups = ontology.group_indices(level)
         tracks = []
         for j, (node, idx) in enumerate(zip(nodes, groups)):
-            active = grouped[:, j] >= threshold
+            active = grouped[:, j] >= (threshold[level] if isinstance(threshold, Mapping) else threshold)
             if active.any():
                 tracks.append(Track(level, node, ontology.nodes[node]["name"], list(idx), active, grouped[:, j]))
         tracks.sort(key=lambda t: -float(t.probability.max()))
         out[level] = tracks
     return out
+
+
+def level_thresholds(threshold, levels: Sequence[int], bundle: "SeparationBundle | None" = None) -> dict[int, float]:
+    """θ per level: a number for every level; a mapping per level (levels it lacks: :data:`DEFAULT_THRESHOLD`);
+    ``None``: the run's calibrated thresholds (stage 05 ``thresholds.json``, see
+    :func:`ussnb.eval.detection.calibrate_thresholds`) when the bundle has them, else the paper's 0.2."""
+    if threshold is None:
+        threshold = bundle.calibrated_thresholds() if bundle is not None else None
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD
+    if isinstance(threshold, Mapping):
+        given = {int(k): float(v) for k, v in threshold.items()}
+        return {int(lv): given.get(int(lv), DEFAULT_THRESHOLD) for lv in levels}
+    return {int(lv): float(threshold) for lv in levels}
+
+
+def _threshold_record(thresholds: Mapping[int, float]):
+    """The summary's ``threshold``: one number when every level has the same, else ``{"level": θ}``."""
+    values = set(thresholds.values())
+    return float(next(iter(values))) if len(values) == 1 else {str(k): v for k, v in sorted(thresholds.items())}
 
 
 def _intervals(active: np.ndarray, seconds: float, duration: float) -> list[list[float]]:
@@ -892,7 +929,7 @@ def separate_hierarchy(
     path: str | os.PathLike,
     bundle: SeparationBundle,
     levels: Sequence[int] = (1, 2, 3),
-    threshold: float = 0.2,
+    threshold: float | Mapping[int, float] | None = None,
     out_dir: str | os.PathLike = "separated",
     *,
     name: str | None = None,
@@ -931,6 +968,7 @@ def separate_hierarchy(
     levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
                             threshold=threshold, levels=levels)
     check_levels_exist(levels, bundle.ontology)
+    thresholds = level_thresholds(threshold, levels, bundle)
     sr = bundle.sample_rate
     # rate check up front: the user's --resample decides about the separator's rate
     probe = stream_audio_blocks(path, sr, 0.01, resample=resample)
@@ -946,7 +984,7 @@ def separate_hierarchy(
     probs, seg_conds = (tagged, None) if class_dim else tagged
     t_tag = time.perf_counter() - t0
     onto = bundle.ontology
-    plan = hierarchy_plan(probs, onto, levels, threshold)
+    plan = hierarchy_plan(probs, onto, levels, thresholds)
     tracks = [t for lv in sorted(plan) for t in plan[lv]]
     used: set[str] = set()
     for t in tracks:
@@ -1022,7 +1060,7 @@ def separate_hierarchy(
     wall = time.perf_counter() - t0
     summary = {
         "input": str(path), "name": name, "sample_rate": sr, "duration_seconds": round(duration, 3),
-        "threshold": threshold, "tag_segment_seconds": tag_seconds, "segments": int(n_seg),
+        "threshold": _threshold_record(thresholds), "tag_segment_seconds": tag_seconds, "segments": int(n_seg),
         "separation": {"chunk_seconds": round(segment / sr, 4), "crossfade_seconds": round(2 * margin / sr, 4)},
         "checkpoint": bundle.source, "condition": bundle.kind, "ontology": onto.source,
         "node_condition": "restricted tagging vector" if class_dim else
@@ -1040,7 +1078,7 @@ def separate_hierarchy(
     return summary
 
 
-def _hierarchy_done(folder: Path, levels: Sequence[int], threshold: float, bundle: SeparationBundle) -> bool:
+def _hierarchy_done(folder: Path, levels: Sequence[int], threshold, bundle: SeparationBundle) -> bool:
     """Whether ``folder`` already holds a finished hierarchical separation with every level asked for, the same
     threshold and the same checkpoint (otherwise it is redone; its old tracks go only once the redo is done)."""
     try:
@@ -1048,7 +1086,8 @@ def _hierarchy_done(folder: Path, levels: Sequence[int], threshold: float, bundl
     except (OSError, json.JSONDecodeError):
         return False
     return ({str(int(lv)) for lv in levels} <= set(done.get("levels", {}))
-            and done.get("threshold") == threshold and done.get("checkpoint") == bundle.source)
+            and done.get("threshold") == _threshold_record(level_thresholds(threshold, levels, bundle))
+            and done.get("checkpoint") == bundle.source)
 
 
 def detection_report(summary: dict, ontology, events: Sequence[dict]) -> dict:
@@ -1156,7 +1195,7 @@ def run_separate(
     query: str | None = None,
     examples: Sequence[str] | None = None,
     levels: Sequence[int] | None = None,
-    threshold: float = 0.2,
+    threshold: float | None = None,
     residual: bool = False,
     resample: bool = False,
     force: bool = False,
@@ -1259,7 +1298,8 @@ def run_separate(
     summary = _merge_summary(out / "summary.json", items, {
         "checkpoint": str(checkpoint), "condition": bundle.kind, "sample_rate": bundle.sample_rate,
         "mode": "hierarchy" if levels is not None else "query",
-        **({"levels": list(levels), "threshold": threshold} if levels is not None else
+        **({"levels": list(levels), "threshold": _threshold_record(level_thresholds(threshold, levels, bundle))}
+           if levels is not None else
            {"query": q.label, "query_slug": q.slug, "query_source": q.source}),
         "segment_seconds": segment_seconds, "overlap": overlap,
     })

@@ -26,6 +26,7 @@ sed_pooling: str = "attention"  # attention | max : frames -> clip probability
 sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)
 sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 turns it off
 sed_eval_every: int = 250  # validation mAP every N steps
+compare_sed: bool = False  # with a pretrained tagger: also train starter-sed on the weak labels and compare them
 seed: int = 0  # seed of initialisation and sampling
 data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
 stage_dir: str = "runs/dev/01_weak_labels_and_sed"  # this stage's output folder
@@ -93,9 +94,21 @@ test_cache = ClipCache(ds, "test")
 pred = predict(model, ds, "test", cache=test_cache, progress=True)
 scores = evaluate_tagger(model, ds, "test", predictions=pred)
 random_scores = evaluate_tagger(baseline, ds, "test", cache=test_cache)
-table = {k: {"trained": scores[k], "random weights": random_scores.get(k, float("nan"))} for k in scores}
+own = "pretrained" if tagger != "starter-sed" else "trained"
+table = {k: {own: scores[k], "random weights": random_scores.get(k, float("nan"))} for k in scores}
+compare_scores, compare_minutes = {}, None
+if compare_sed and tagger != "starter-sed":
+    # the kit's SED trained from this dataset's weak labels, side by side with the pretrained AudioSet tagger
+    t1 = time.time()
+    cfg = SedTrainConfig(steps=sed_steps, batch_size=sed_batch_size, lr=sed_lr, mixup=sed_mixup,
+                         eval_every=sed_eval_every, checkpoint_every=sed_eval_every, seed=seed, model=model_cfg)
+    sed_model, _ = train_sed(ds, stage / "starter_sed", cfg, progress=True)
+    compare_minutes = (time.time() - t1) / 60
+    compare_scores = evaluate_tagger(sed_model, ds, "test", cache=test_cache)
+    for k in table:
+        table[k]["starter-sed (weak labels)"] = compare_scores.get(k, float("nan"))
 for k, v in table.items():
-    print(f"{k:32s} trained {v['trained']:.3f}   random weights {v['random weights']:.3f}")
+    print(f"{k:32s} " + "   ".join(f"{name} {val:.3f}" for name, val in v.items()))
 plots.bars(table, title=f"{tagger} on {ds.name} test", path=stage / "figures" / "tagging_vs_random.png");
 
 # %% [markdown]
@@ -131,9 +144,11 @@ if INTERACTIVE:
 
 # %%
 metrics = {"tagger": tagger, **{k: round(v, 4) for k, v in scores.items()},
-           **{f"random_{k}": round(v, 4) for k, v in random_scores.items()}}
+           **{f"random_{k}": round(v, 4) for k, v in random_scores.items()},
+           **{f"starter_sed_{k}": round(v, 4) for k, v in compare_scores.items()}}
 if history:
     metrics["val_map_curve"] = [[h["step"], h["val_map"]] for h in history if "val_map" in h]
 write_metrics(stage, metrics)  # results only: identical on a re-run
-write_timing(stage, {"train_minutes": train_minutes})  # wall clock: differs run to run
+write_timing(stage, {"train_minutes": train_minutes, **({"starter_sed_train_minutes": compare_minutes}
+                                                        if compare_minutes is not None else {})})  # wall clock
 metrics

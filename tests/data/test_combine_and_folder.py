@@ -153,3 +153,19 @@ def test_folder_recipe_errors(tmp_path, monkeypatch):
     (folder / "tags.csv").write_text("name,tags\na.wav,Piano\n")
     with pytest.raises(DataError, match="columns 'file' and 'labels'"):
         prepare_folder(folder, root=tmp_path / "root", progress=False)
+
+
+def test_cli_prepares_a_folder(tmp_path, monkeypatch, capsys):
+    from ussnb.cli import main
+
+    monkeypatch.delenv("USSNB_AUDIOSET_META", raising=False)
+    monkeypatch.setenv("USSNB_DATA", str(tmp_path / "root"))
+    folder = _folder(tmp_path, [(f"p{i}.wav", "Piano") for i in range(3)] + [(f"h{i}.wav", "Harp") for i in range(3)])
+    assert main(["data", "prepare", "folder", str(folder), "--tags", str(folder / "tags.csv"),
+                 "--dataset-name", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "prepared mine" in out and "dataset=" in out
+    assert data.load(tmp_path / "root" / "mine").labels
+    assert main(["data", "prepare", "folder"]) == 1  # no folder given: a clear error, not a traceback
+    assert "give the folder" in capsys.readouterr().err
+    assert main(["data", "prepare", "esc50", str(folder)]) == 1
