@@ -80,3 +80,28 @@ def test_smoke_rerun_writes_identical_metrics(smoke_run):
     after = {name: (run / name / "metrics.json").read_bytes() for name in present}
     changed = [name for name in present if before[name] != after[name]]
     assert not changed, f"metrics.json differs on a re-run in {changed}"
+
+
+@pytest.mark.slow
+def test_smoke_zero_shot_pipeline_pretrained_query_net_and_combined_data(tmp_path, shared_dir):
+    """The zero-shot recipe end to end at smoke size: starter + ESC-50 combined, the pretrained mn04 query net,
+    embedding conditions through every stage (hierarchy included), held-out classes never in training."""
+    run, _ = _pipeline(tmp_path, "-p", "dataset=[starter, esc50]", "-p", "tagger=efficientat-mn04",
+                       "-p", "condition=embedding", "-p", "zero_shot_classes=[Cat, Crow]", "-p", "n_test=24")
+    m = {name: json.loads((run / name / "metrics.json").read_text()) for name, _ in STAGES}
+    assert m["00_data"]["dataset"] == "starter+esc50" and m["00_data"]["holdout_names"] == ["Cat", "Crow"]
+    assert m["01_weak_labels_and_sed"]["tagger"] == "efficientat-mn04" and m["01_weak_labels_and_sed"]["map"] > 0.2
+    from ussnb import data
+    from ussnb.anchors import AnchorSet
+
+    ds = data.load(json.loads((run / "00_data" / "dataset.json").read_text())["path"])
+    held = {ds.label_index[mid] for mid, name in ds.label_names.items() if name in ("Cat", "Crow")}
+    train = AnchorSet(run / "02_anchor_mining" / "anchors" / "train")
+    assert not set(train.label.tolist()) & held  # never a training target ...
+    truth = ds.true_events("train")
+    assert not any(e["mid"] in {ds.labels[k] for k in held} for c in ds.clips("train") for e in truth[c.clip_id])  # ... nor heard
+    assert train.conditions("embedding").shape[1] == 384
+    assert m["05_hierarchical_separation"]["n_detected"] and "thresholds" in m["05_hierarchical_separation"]
+    zs = m["06_evaluation"]["zero_shot"]
+    assert "esc50-pairs" in zs and zs["esc50-pairs"]["unseen"]["n_items"] > 0
+    assert {"by_example", "class_average", "floor", "irm"} <= set(zs["esc50-pairs"]["seen"])

@@ -334,6 +334,7 @@ def mine_anchor_set(
     exclude_classes: Sequence[str] = (),
     progress: bool = True,
     tag_batch: int = 8,
+    frames_out: dict | None = None,
 ) -> AnchorSet:
     """Mine one anchor per (clip, tag) over a split and store it with its conditions (resumable).
 
@@ -341,7 +342,8 @@ def mine_anchor_set(
     ``sed`` and the ``soft`` / ``embedding`` conditions of each anchor segment. ``exclude_classes`` (MIDs)
     are left out entirely (zero-shot training holds them out). ``tag_batch`` clips are tagged per forward
     pass (frames), and all their anchors in one more (conditions); results do not depend on it beyond float
-    rounding."""
+    rounding. ``frames_out``: a dict that receives ``{clip_id: (frames, classes) float16}`` of every clip tagged
+    by this call (parts already on disk are not tagged again), so a caller need not tag the split twice."""
     import torch
     from .progress import progress_bar
 
@@ -387,6 +389,9 @@ def mine_anchor_set(
                 stack = np.stack([np.pad(w, (0, n - w.shape[0])) for _, _, w in group])
                 frames_all = tagger.tag(stack).frames.numpy()
                 frames_of = [frames_all[j, : tagger.num_frames(w.shape[0])] for j, (_, _, w) in enumerate(group)]
+                if frames_out is not None:
+                    for (ci, _, _), f in zip(group, frames_of):
+                        frames_out[clips[ci].clip_id] = f.astype(np.float16)
             found, segs = [], []
             for (ci, labels, wave), frames in zip(group, frames_of):
                 anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,

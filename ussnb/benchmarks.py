@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import DataError
-from .io import stable_seed
+from .io import short_hash, stable_seed
 from .paths import data_root
 
 RECIPE_VERSION = 1
@@ -142,8 +142,7 @@ def benchmarks_root(root: str | os.PathLike | None = None) -> Path:
     return data_root(root) / "benchmarks"
 
 
-def _short_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+_short_hash = short_hash  # benchmark folders and identities: the kit's one short hash (io.short_hash)
 
 
 def _finished(folder: Path, params: dict) -> bool:

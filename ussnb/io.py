@@ -56,6 +56,12 @@ def stable_seed(seed: int, *parts: Any) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+def short_hash(obj: Any, length: int = 10) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``obj`` as canonical JSON (sorted keys, ``str`` for
+    what JSON cannot hold): one way to name outputs and cache folders after what made them."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
 def rounded(obj: Any, digits: int = 4) -> Any:
     """Floats rounded to ``digits`` (NaN/inf → None), NumPy scalars to Python numbers, mapping keys as strings."""
     if isinstance(obj, Mapping):

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .errors import PipelineError
+from .io import short_hash
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path) -> di
 
 
 def _hash(values: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(values, 16)
 
 
 def run_pipeline(

@@ -45,7 +45,7 @@ from .audio import (check_wave, resample as resample_array, segment_hop, stream_
                     stream_length, stream_overlap_add)
 from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, QueryError, UssnbError
 from .inference import forward_chunks
-from .io import atomic_write_text
+from .io import atomic_write_text, short_hash
 from .paths import check_output_folder, make_output_folder
 
 log = logging.getLogger(__name__)
@@ -457,7 +457,7 @@ def safe_filename(text: str, max_len: int = 80) -> str:
 
 
 def _short_hash(*parts: str) -> str:
-    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:6]
+    return short_hash(list(parts), 6)
 
 
 def resolve_query(query: Any, bundle: SeparationBundle) -> Query:

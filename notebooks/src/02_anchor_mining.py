@@ -62,11 +62,12 @@ held_out = [names_to_mid.get(str(c).lower(), str(c)) for c in zero_shot_classes]
 unknown = [c for c in held_out if c not in ds.label_index]
 if unknown:
     raise ValueError(f"zero_shot_classes not in the dataset: {unknown}; classes: {sorted(ds.label_names.values())}")
-anchor_sets = {}
+anchor_sets, test_frames = {}, {}
 for split in ds.splits:
     anchor_sets[split] = A.mine_anchor_set(ds, split, stage / "anchors" / split, strategy=anchor_strategy,
                                            duration=anchor_seconds, tagger=tagger, seed=mining_seed,
-                                           exclude_classes=held_out if split == "train" else ())
+                                           exclude_classes=held_out if split == "train" else (),
+                                           frames_out=test_frames if split == "test" else None)
     print(split, len(anchor_sets[split]), "anchors")
 if held_out:
     print("held out of training (zero-shot):", [ds.label_names[m] for m in held_out])
@@ -76,9 +77,12 @@ if held_out:
 
 # %%
 test_cache = ClipCache(ds, "test")
-pred = predict(tagger, ds, "test", cache=test_cache, progress=True)
-truth = ds.true_events("test") if (ds.root / "events.jsonl").is_file() else {}
 clips = ds.clips("test")
+if all(c.clip_id in test_frames for c in clips):  # mining tagged every test clip already: not again
+    pred = {"frames": [test_frames[c.clip_id] for c in clips]}
+else:
+    pred = predict(tagger, ds, "test", cache=test_cache, progress=True)
+truth = ds.true_events("test") if (ds.root / "events.jsonl").is_file() else {}
 sr = ds.sample_rate
 seg = int(round(anchor_seconds * sr))
 for n, i in enumerate(range(min(3, len(clips)))):

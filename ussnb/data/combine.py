@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import DataError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, short_hash
 from ..paths import data_root
 from .compose import MARKER, SPLITS, write_jsonl
 
@@ -71,7 +71,7 @@ def combine(
     if unknown:
         raise DataError(f"held-out classes {unknown} are in none of {names}")
     identity = {"version": VIEW_VERSION, "members": [_member_identity(d.root) for d in datasets], "holdout": holdout}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    key = short_hash(identity)
     out = data_root(root) / "combined" / f"{'+'.join(names)}-{key}"
     if not force and (out / MARKER).is_file() and json.loads((out / MARKER).read_text()) == identity:
         return out

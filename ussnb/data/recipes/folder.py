@@ -27,6 +27,7 @@ import numpy as np
 
 from ...audio import load_audio, save_audio
 from ...errors import AudioError, DataError, OntologyError
+from ...io import short_hash
 from ...paths import data_root
 from ..compose import MARKER, SPLITS, SourceEvent, assign_splits, write_jsonl
 
@@ -120,7 +121,7 @@ def prepare_folder(
     fingerprint = hashlib.sha256(tags_csv.read_bytes()).hexdigest()[:16]
     files = sorted((str(r["path"].resolve()), os.path.getsize(r["path"])) for r in rows)
     params = {"recipe": "folder", "folder": str(folder.resolve()), "tags": fingerprint, "seed": seed,
-              "files": hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16], "ontology": ontology.source}
+              "files": short_hash(files, 16), "ontology": ontology.source}
     out = data_root(root) / name
     if not force and (out / MARKER).is_file() and json.loads((out / MARKER).read_text()) == params:
         return out
