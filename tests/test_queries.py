@@ -83,8 +83,37 @@ def test_query_by_example_averages_non_silent_segments(tmp_path):
     b = np.full(2000, 0.1, np.float32)
     sf.write(tmp_path / "a.wav", a, sr)
     sf.write(tmp_path / "b.wav", b, sr)
-    c = query_by_example([tmp_path / "a.wav", tmp_path / "b.wav"], _MeanAbs())
+    c = query_by_example([tmp_path / "a.wav", tmp_path / "b.wav"], _MeanAbs(), hop_seconds=None)
     assert c.shape == (1,) and c[0] == pytest.approx((0.5 + 0.1) / 2, rel=1e-4)
+    # default: 2 s segments every 1 s, and only those within 20 dB of the file's loudest — a quiet stretch
+    # (here 34 dB down) does not water the query down
+    q = np.concatenate([np.full(2000, 0.5), np.full(4000, 0.01)]).astype(np.float32)
+    sf.write(tmp_path / "q.wav", q, sr)
+    assert query_by_example([tmp_path / "q.wav"], _MeanAbs())[0] == pytest.approx(0.5 * 0.75 + 0.01 * 0.25, rel=1e-3)
+    assert query_by_example([tmp_path / "q.wav"], _MeanAbs(), relative_db=None)[0] < 0.2
     sf.write(tmp_path / "silent.wav", np.zeros(3000, np.float32), sr)
     with pytest.raises(AudioError, match="silent.wav: example is silent"):
         query_by_example([tmp_path / "silent.wav"], _MeanAbs())
+
+
+@pytest.mark.parametrize("kind", ["soft", "embedding", "adaptor", "shortcut", "finetune"])
+def test_pretrained_mn04_query_net_conditions(kind, shared_dir):
+    """The pretrained AudioSet query net as a run uses it (mn04 restricted to a dataset's classes): condition
+    shapes, determinism, and the learnable kinds on top of it train."""
+    from ussnb.taggers.stage import build_run_tagger
+
+    mids = ["/m/0bt9lr", "/m/01yrx", "/m/05r5c"]  # Dog, Cat, Piano
+    net = QueryNet(build_run_tagger("efficientat-mn04", mids), kind, output="embedding" if kind != "soft" else None)
+    x = torch.from_numpy((0.1 * np.random.default_rng(0).standard_normal((2, 64000))).astype(np.float32))
+    net.eval()
+    with torch.no_grad():
+        a, b = net(x), net(x)
+    assert a.shape == (2, 3 if kind == "soft" else 384) and torch.equal(a, b)
+    if kind == "soft":
+        assert (a >= 0).all() and (a <= 1).all()
+    params = [p for p in net.parameters() if p.requires_grad]
+    assert bool(params) == (kind in ("adaptor", "shortcut", "finetune"))
+    if params:
+        net.train()
+        net(x).pow(2).mean().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)

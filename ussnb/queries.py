@@ -155,22 +155,29 @@ class ClassConditions:
 
 
 # --------------------------------------------------------------------------------------------- by example
-def split_segments(wave: np.ndarray, sr: int, segment_seconds: float = 2.0) -> np.ndarray:
-    """``(segments, samples)``: consecutive segments; the last is tiled (repeated) up to full length."""
+def split_segments(wave: np.ndarray, sr: int, segment_seconds: float = 2.0, hop_seconds: float | None = None) -> np.ndarray:
+    """``(segments, samples)``: ``segment_seconds`` segments every ``hop_seconds`` (default: consecutive,
+    no overlap); the last is tiled (repeated) up to full length."""
     seg = int(round(segment_seconds * sr))
-    n = max(1, int(np.ceil(wave.shape[0] / seg)))
+    hop = int(round(hop_seconds * sr)) if hop_seconds else seg
+    n = max(1, int(np.ceil(max(wave.shape[0] - seg, 0) / hop)) + 1) if hop != seg else max(1, int(np.ceil(wave.shape[0] / seg)))
     out = np.zeros((n, seg), dtype=np.float32)
     for i in range(n):
-        piece = wave[i * seg:(i + 1) * seg]
+        piece = wave[i * hop:i * hop + seg]
         reps = int(np.ceil(seg / max(piece.shape[0], 1)))
         out[i] = np.tile(piece, reps)[:seg]
     return out
 
 
-def non_silent(segments: np.ndarray, threshold_db: float = -50.0) -> np.ndarray:
-    """Mask of segments whose RMS is above ``threshold_db`` dBFS."""
+def non_silent(segments: np.ndarray, threshold_db: float = -50.0, relative_db: float | None = None) -> np.ndarray:
+    """Mask of segments whose RMS is above ``threshold_db`` dBFS and, with ``relative_db``, within that many
+    dB of the loudest segment."""
     rms = np.sqrt(np.mean(segments.astype(np.float64) ** 2, axis=1) + 1e-20)
-    return 20 * np.log10(rms) > threshold_db
+    level = 20 * np.log10(rms)
+    keep = level > threshold_db
+    if relative_db is not None and keep.any():
+        keep &= level >= level.max() - relative_db
+    return keep
 
 
 def query_by_example(
@@ -178,19 +185,24 @@ def query_by_example(
     query_net,
     *,
     segment_seconds: float = 2.0,
+    hop_seconds: float | None = 1.0,
     threshold_db: float = -50.0,
+    relative_db: float | None = 20.0,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Condition ``(dim,)`` from example audio: the mean over each file's non-silent ``segment_seconds``
-    segments, then over files. ``query_net`` is a :class:`QueryNet` (or anything with ``sample_rate`` mapping
-    ``(batch, samples)`` to conditions). A silent or empty example file is an error naming it."""
+    """Condition ``(dim,)`` from example audio: the mean over each file's ``segment_seconds`` segments (every
+    ``hop_seconds``) that are not silent — above ``threshold_db`` dBFS and within ``relative_db`` of the file's
+    loudest segment, so the quiet gaps of a recording do not water the query down — then over files.
+    Training conditions are anchors that hold the sound, so the example segments should too. ``query_net`` is a
+    :class:`QueryNet` (or anything with ``sample_rate`` mapping ``(batch, samples)`` to conditions). A silent or
+    empty example file is an error naming it."""
     if not files:
         raise AudioError("query by example needs at least one audio file")
     per_file = []
     for f in files:
         wave = load_audio(f, query_net.sample_rate)
-        segs = split_segments(wave, query_net.sample_rate, segment_seconds)
-        keep = non_silent(segs, threshold_db)
+        segs = split_segments(wave, query_net.sample_rate, segment_seconds, hop_seconds)
+        keep = non_silent(segs, threshold_db, relative_db)
         if not keep.any():
             raise AudioError(f"{f}: example is silent (no {segment_seconds:g} s segment above {threshold_db:g} dBFS)")
         segs = segs[keep]
