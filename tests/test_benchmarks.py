@@ -149,6 +149,23 @@ def test_esc50_pairs_when_present(tmp_path):
     np.testing.assert_allclose(ratio, 0.0, atol=1e-3)
 
 
+def test_esc50_pairs_use_every_recording_of_held_out_classes(tmp_path, shared_dir):
+    from ussnb.data.compose import assign_splits
+    from ussnb.data.recipes.esc50 import esc50_events, find_esc50
+
+    events = esc50_events(find_esc50())
+    split_of = assign_splits(events, seed=0)
+    cat = next(e.mid for e in events if e.label == "Cat")
+    plain = B.prepare_esc50_pairs(n_per_class=4, n_examples=8, root=tmp_path)
+    held = B.prepare_esc50_pairs(n_per_class=4, n_examples=8, root=tmp_path, holdout=[cat])
+    assert held.folder != plain.folder
+    recs = lambda b: {r["recording"] for r in b.manifest["examples"] if r["mid"] == cat}  # noqa: E731
+    assert all(split_of[r] == "test" for r in recs(plain))
+    assert len(recs(held)) > len(recs(plain)) and any(split_of[r] != "test" for r in recs(held))
+    other = next(e.mid for e in events if e.label == "Pig")
+    assert all(split_of[r] == "test" for r in {r["recording"] for r in held.manifest["examples"] if r["mid"] == other})
+
+
 # ------------------------------------------------------------------------------------------------- evaluation
 def test_pairs_floor_identity_and_aggregation(pairs):
     half = BE.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 0.5)))

@@ -104,4 +104,5 @@ def test_smoke_zero_shot_pipeline_pretrained_query_net_and_combined_data(tmp_pat
     assert m["05_hierarchical_separation"]["n_detected"] and "thresholds" in m["05_hierarchical_separation"]
     zs = m["06_evaluation"]["zero_shot"]
     assert "esc50-pairs" in zs and zs["esc50-pairs"]["unseen"]["n_items"] > 0
+    assert "starter-pairs" in zs  # the combination's starter member gives the starter benchmarks
     assert {"by_example", "class_average", "floor", "irm"} <= set(zs["esc50-pairs"]["seen"])

@@ -387,12 +387,15 @@ def prepare_esc50_pairs(
     n_examples: int = 4,
     root: str | os.PathLike | None = None,
     force: bool = False,
+    holdout: Sequence[str] = (),
 ) -> Benchmark | Skipped:
     """``esc50-pairs``: the same pairs from ESC-50's test split (idempotent), or :class:`Skipped`.
 
     The split is :func:`ussnb.data.compose.assign_splits` with ``split_seed`` — the split the ``esc50`` weak
     dataset of the same seed uses, so its test recordings were never heard in training. ESC-50 clips are 5 s
-    single-class recordings; each is silence-trimmed and its first ``seconds`` taken (tiled if shorter)."""
+    single-class recordings; each is silence-trimmed and its first ``seconds`` taken (tiled if shorter).
+    ``holdout``: MIDs of classes held out of the run's training altogether; every recording of theirs was
+    never heard, so all of them (not only the test split's) serve as targets and examples."""
     from .data.compose import assign_splits
     from .data.recipes.esc50 import esc50_events, find_esc50
 
@@ -403,17 +406,21 @@ def prepare_esc50_pairs(
         return Skipped("esc50-pairs", f"skipped: {exc}")
     identity = {"source": str(src.resolve()), "n_clips": len(events),
                 "files": _short_hash(sorted((e.path, e.mid) for e in events))}
+    holdout = sorted(set(holdout) & {e.mid for e in events})
     params = {"recipe": "esc50-pairs", "version": RECIPE_VERSION, "esc50": _short_hash(identity),
               "n_per_class": int(n_per_class), "seconds": float(seconds), "seed": int(seed),
               "split_seed": int(split_seed), "n_examples": int(n_examples)}
-    folder = benchmarks_root(root) / f"esc50-pairs-n{n_per_class}-{seconds:g}s-seed{seed}-{params['esc50']}"
+    if holdout:
+        params["holdout"] = holdout
+    folder = benchmarks_root(root) / (f"esc50-pairs-n{n_per_class}-{seconds:g}s-seed{seed}-{params['esc50']}"
+                                      + (f"-holdout-{_short_hash(holdout, 6)}" if holdout else ""))
     if not force and _finished(folder, params):
         return Benchmark(folder)
     split_of = assign_splits(events, seed=split_seed)
     by_class: dict[str, list] = defaultdict(list)
     names = {}
     for ev in events:
-        if split_of[ev.recording] == "test":
+        if split_of[ev.recording] == "test" or ev.mid in holdout:
             by_class[ev.mid].append(ev)
             names[ev.mid] = ev.label
     arrays, items, ex_rows = _make_pairs(by_class, names, n_per_class=n_per_class, seconds=seconds, seed=seed,
@@ -717,13 +724,24 @@ def prepare_benchmarks(
     esc50_dir: str | os.PathLike | None = None,
     root: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    holdout: Sequence[str] = (),
 ) -> dict[str, Benchmark | Skipped]:
     """Every benchmark for a run whose dataset is at ``dataset_root`` (idempotent; :data:`BENCHMARKS` order).
 
-    The starter benchmarks need the run's dataset to be a starter set (they use its test split); otherwise
-    they are :class:`Skipped`. ``esc50-pairs`` uses the ESC-50 folder (``esc50_dir`` or ``USSNB_ESC50_DIR``)
-    and, for an ``esc50`` run, that dataset's split seed."""
-    marker = dataset_recipe(dataset_root)
+    The starter benchmarks need the run's dataset to be a starter set, or a combination with one (they use its
+    test split); otherwise they are :class:`Skipped`. ``esc50-pairs`` uses the ESC-50 folder (``esc50_dir`` or
+    ``USSNB_ESC50_DIR``) and, for a run on ``esc50`` (alone or combined), that dataset's split seed;
+    ``holdout`` (MIDs held out of training) lets it use every recording of those classes."""
+    members = [Path(dataset_root)]
+    info_path = Path(dataset_root) / "info.json"
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        members = [Path(m["path"]) for m in info.get("members", [])] or members
+    starter_roots = [m for m in members if dataset_recipe(m).get("recipe") == "starter"]
+    esc_roots = [m for m in members if dataset_recipe(m).get("recipe") == "esc50"]
+    split_seed = int(dataset_recipe(esc_roots[0]).get("seed", 0)) if esc_roots else 0
+    marker = dataset_recipe(starter_roots[0] if starter_roots else dataset_root)
+    dataset_root = starter_roots[0] if starter_roots else dataset_root
     out: dict[str, Benchmark | Skipped] = {}
     if marker.get("recipe") == "starter":
         cached: list[StarterSource] = []
@@ -736,7 +754,8 @@ def prepare_benchmarks(
         out["starter-pairs"] = prepare_starter_pairs(dataset_root, n_per_class=pairs_per_class, seed=seed,
                                                      n_examples=pair_examples, root=root, source=source)
         out["esc50-pairs"] = prepare_esc50_pairs(esc50_dir, n_per_class=pairs_per_class, seed=seed,
-                                                 n_examples=pair_examples, root=root)
+                                                 split_seed=split_seed, n_examples=pair_examples, root=root,
+                                                 holdout=holdout)
         out["starter-music"] = prepare_starter_music(n_pieces=music_pieces, seconds=music_seconds, seed=seed,
                                                      starter_root=dataset_root, source=source, root=root)
         out["starter-speech"] = prepare_starter_speech(dataset_root, n_per_snr=speech_per_snr, seed=seed,
@@ -745,9 +764,9 @@ def prepare_benchmarks(
         why = (f"skipped: the run's dataset is {marker.get('recipe', Path(dataset_root).name)!r}, not the starter "
                "set; the starter benchmarks use the starter's test split (and its instrument/speech classes)")
         out["starter-pairs"] = Skipped("starter-pairs", why)
-        split_seed = int(marker.get("seed", 0)) if marker.get("recipe") == "esc50" else 0
         out["esc50-pairs"] = prepare_esc50_pairs(esc50_dir, n_per_class=pairs_per_class, seed=seed,
-                                                 split_seed=split_seed, n_examples=pair_examples, root=root)
+                                                 split_seed=split_seed, n_examples=pair_examples, root=root,
+                                                 holdout=holdout)
         out["starter-music"] = Skipped("starter-music", why)
         out["starter-speech"] = Skipped("starter-speech", why)
     return {name: out[name] for name in BENCHMARKS}

@@ -105,15 +105,28 @@ if (ds.root / "events.jsonl").is_file() and "test" in ds.splits:
                 [truth[c.clip_id] for c in clips])
 
     test_p, test_e = probs_and_events("test")
-    detection["before"] = detection_scores(test_p, test_e, onto, req_levels, thresholds)
+    before = dict(thresholds)
+    detection["before"] = detection_scores(test_p, test_e, onto, req_levels, before)
     if calibrate and "validation" in ds.splits:
         thresholds = calibrate_thresholds(*probs_and_events("validation"), onto, req_levels)
         detection["after"] = detection_scores(test_p, test_e, onto, req_levels, thresholds)
-    for key, scores in detection.items():
-        for lv, d in scores.items():
-            print(f"{key:6s} level {lv}: theta {d['threshold']:.3f}  found {d['found_rate']:.3f}  "
-                  f"false nodes/clip {d['false_nodes_per_clip']:.2f}  F1 {d['f1']:.3f}  ({d['n_true_sounds']} sounds)")
-    plots_separation.detection_figure(detection, path=stage / "figures" / "detection_by_level.png")
+    # a combined dataset: the same figures per source (e.g. the real ESC-50 recordings alone)
+    sources = sorted({c.clip_id.split("/")[0] for c in ds.clips("test")[:detection_clips] if "/" in c.clip_id})
+    by_source = {}
+    for src in sources if len(sources) > 1 else []:
+        idx = [i for i, c in enumerate(ds.clips("test")[:detection_clips]) if c.clip_id.startswith(src + "/")]
+        sub_p, sub_e = [test_p[i] for i in idx], [test_e[i] for i in idx]
+        by_source[src] = {key: detection_scores(sub_p, sub_e, onto, req_levels, th)
+                          for key, th in (("before", before), ("after", thresholds)) if key in detection}
+    for name, det in [("all", detection)] + list(by_source.items()):
+        for key, scores in det.items():
+            for lv, d in scores.items():
+                print(f"{name:8s} {key:6s} level {lv}: theta {d['threshold']:.3f}  found {d['found_rate']:.3f}  "
+                      f"false nodes/clip {d['false_nodes_per_clip']:.2f}  F1 {d['f1']:.3f}  ({d['n_true_sounds']} sounds)")
+    if by_source:
+        detection["by_source"] = by_source
+    plots_separation.detection_figure({k: v for k, v in detection.items() if k != "by_source"},
+                                      path=stage / "figures" / "detection_by_level.png")
     atomic_write_text(stage / "thresholds.json", json.dumps(
         {"thresholds": {str(k): v for k, v in thresholds.items()}, "calibrated": "after" in detection,
          "objective": "F1 of (clip, node) detections on the validation clips"}, indent=1))

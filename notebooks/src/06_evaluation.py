@@ -83,9 +83,13 @@ print(f"separator: {bundle.model.registry_name} ({bundle.kind} conditions, {len(
 # ## Prepare the benchmarks (idempotent: built once, then read)
 
 # %%
+trained_without = BE.held_out_classes(anchors_dir)
+unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
+# classes held out of training: every ESC-50 recording of theirs is unheard, so all serve as targets and examples
 benches = prepare_benchmarks(dataset_root, pairs_per_class=pairs_per_class, pair_examples=pair_examples,
                              music_pieces=music_pieces, music_seconds=music_seconds,
-                             speech_per_snr=speech_per_snr, seed=benchmark_seed, esc50_dir=esc50_dir or None)
+                             speech_per_snr=speech_per_snr, seed=benchmark_seed, esc50_dir=esc50_dir or None,
+                             holdout=[m for m in unseen if m in trained_without])
 for name, b in benches.items():
     print(f"{name:15s}", b.reason if not isinstance(b, Benchmark) else f"{len(b)} items  {b.folder.name}")
 
@@ -161,8 +165,6 @@ else:
 # ## Zero-shot: held-out classes queried by example, beside the seen classes
 
 # %%
-trained_without = BE.held_out_classes(anchors_dir)
-unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
 zero_shot = {}
 for name, res in results.items():
     zs = BE.evaluate_zero_shot(benches[name], bundle, unseen, pairs=res,
