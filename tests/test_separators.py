@@ -167,3 +167,23 @@ def test_every_separator_keeps_the_contract(tmp_path):
     assert all((a == b).all() for a, b in zip(again.state_dict().values(), melt.state_dict().values()))
     with _pytest.raises(CheckpointError, match="holds a 'meltcn' separator, not a 'unet'"):
         UNet.load(path)
+
+
+def test_meltcn_condition_norm_sees_direction_not_scale(tmp_path):
+    from ussnb.separators import build_separator, load_separator, save_separator
+
+    torch.manual_seed(0)
+    m = build_separator("meltcn", "condition-norm", condition_size=12).eval()
+    assert m.config["condition_norm"] is True
+    x = torch.randn(2, 1, 16000) * 0.1
+    c = torch.rand(2, 12) + 0.1
+    with torch.no_grad():
+        a, b = m(x, c), m(x, 3.0 * c)  # the same embedding, louder: the same query
+    assert torch.allclose(a, b, atol=1e-4)
+    save_separator(tmp_path / "s.pt", m)
+    loaded = load_separator(tmp_path / "s.pt")
+    assert loaded.config["condition_norm"] is True
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, c), a, atol=1e-6)
+    plain = build_separator("meltcn", "default", condition_size=12)
+    assert plain.config["condition_norm"] is False and not any("condition_norm" in k for k in plain.state_dict())

@@ -30,6 +30,8 @@ PRESETS = {
     "default": dict(channels=128, dilations=(1, 2, 4, 8, 16, 32, 64, 128)),
     "small": dict(channels=64, dilations=(1, 2, 4, 8, 16, 32, 64, 128)),
     "tiny": dict(channels=32, dilations=(1, 2, 4, 8)),
+    # the default net with the condition layer-normalised first (for embeddings, whose scale follows loudness)
+    "condition-norm": dict(channels=128, dilations=(1, 2, 4, 8, 16, 32, 64, 128), condition_norm=True),
 }
 
 
@@ -102,13 +104,13 @@ class MelTCN(Separator):
     def __init__(self, condition_size: int = 527, sample_rate: int = 16000, n_fft: int = 512, hop: int = 160,
                  n_mels: int = 64, fmin: float = 0.0, fmax: float | None = None, channels: int = 128,
                  dilations: Sequence[int] = PRESETS["default"]["dilations"], audio_channels: int = 1,
-                 log_eps: float = 1e-4):
+                 log_eps: float = 1e-4, condition_norm: bool = False):
         super().__init__()
         self.set_config(dict(condition_size=int(condition_size), sample_rate=int(sample_rate), n_fft=int(n_fft),
                              hop=int(hop), n_mels=int(n_mels), fmin=float(fmin),
                              fmax=None if fmax is None else float(fmax), channels=int(channels),
                              dilations=[int(d) for d in dilations], audio_channels=int(audio_channels),
-                             log_eps=float(log_eps)))
+                             log_eps=float(log_eps), condition_norm=bool(condition_norm)))
         self.n_mels, self.log_eps = int(n_mels), float(log_eps)
         self.stft = STFT(n_fft, hop)
         weights, centres = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
@@ -118,6 +120,8 @@ class MelTCN(Separator):
         features = audio_channels * n_mels
         self.input_norm = nn.GroupNorm(1, features)  # per-clip normalisation, per-band affine
         self.input_conv = nn.Conv1d(features, channels, 1)
+        # LayerNorm of the condition (learned affine): FiLM then sees the direction of an embedding, not its scale
+        self.condition_norm = nn.LayerNorm(condition_size) if condition_norm else nn.Identity()
         self.blocks = nn.ModuleList(TCNBlock(channels, d, condition_size) for d in dilations)
         self.output_conv = nn.Conv1d(channels, features, 1)
 
@@ -133,6 +137,7 @@ class MelTCN(Separator):
         x = torch.log(mag @ self.mel + self.log_eps)  # (batch, channels, frames, mels)
         x = x.permute(0, 1, 3, 2).reshape(batch, channels * self.n_mels, frames)
         x = self.input_conv(self.input_norm(x))
+        condition = self.condition_norm(condition)
         for block in self.blocks:
             x = block(x, condition)
         mask = torch.sigmoid(self.output_conv(x))
