@@ -2,8 +2,8 @@
 
     python perf/zero_shot_cli.py RUN_DIR [--esc50 DIR] [--pairs 6] [--examples 2] [--seed 0] [--subprocess]
 
-For every ESC-50 class of the AudioSet mapping, ``--pairs`` mixtures are made from real 5 s ESC-50 clips at
-their own rate (44.1 kHz): a target clip of the class plus an interferer clip of another class scaled to the
+For every ESC-50 class of the AudioSet mapping, ``--pairs`` mixtures are made from real 5 s ESC-50 clips (read
+at the separator's rate): a target clip of the class plus an interferer clip of another class scaled to the
 target's energy (0 dB). The class is queried with ``--examples`` *other* recordings of it (a different
 Freesound source file than the target), exactly as a user would: one `ussnb separate MIX... --example EX1 EX2
 --checkpoint RUN_DIR` per class (in-process through :func:`ussnb.separation.run_separate`, the CLI's own
@@ -91,9 +91,11 @@ def main() -> int:
                 itf_ev = interferers[int(rng.integers(len(interferers)))]
                 while itf_ev.mid == mid:
                     itf_ev = interferers[int(rng.integers(len(interferers)))]
-                s, sr = load_audio_with_rate(tgt_ev.path, None)
-                n, sr_n = load_audio_with_rate(itf_ev.path, None)
-                n = resample(n, sr_n, sr) if sr_n != sr else n
+                # mixed at the separator's rate, so the pair is 0 dB where it is scored (resampling a 44.1 kHz clip
+                # to 16 kHz removes more energy from a bright sound than from a dull one)
+                sr = bundle.sample_rate
+                s = load_audio_with_rate(tgt_ev.path, sr)[0]
+                n = load_audio_with_rate(itf_ev.path, sr)[0]
                 n = np.resize(n, s.shape[0]) if n.shape[0] < s.shape[0] else n[: s.shape[0]]
                 n = n * np.sqrt(np.sum(s.astype(np.float64) ** 2) / max(np.sum(n.astype(np.float64) ** 2), 1e-12))
                 x = (s + n).astype(np.float32)
