@@ -15,6 +15,11 @@
 # by the kit's developers to learn in minutes on 2 cores. ResUNet30 stays available (`separator=resunet30`, the
 # `paper` preset) and loads the official checkpoint. Every validation figure below sits beside the floor
 # (ŝ = x/2) and the ideal-ratio-mask ceiling on the very same mixtures.
+#
+# **Queried like a user queries.** The paper conditions each training mixture on the target anchor's *own*
+# condition $c(s)$. A user querying by example gives *other* recordings of the sound. With `query_other` = p,
+# a fraction p of the training items is conditioned instead on the mean condition of `query_examples` other
+# anchors of the same class (from other clips) — the model cannot lean on the exact recording in the mixture.
 
 # %% tags=["parameters"]
 separator: str = "meltcn"  # meltcn | resunet30 | resunet60 | unet
