@@ -91,20 +91,22 @@ def make_checkpoint(folder: Path, rows: list[dict]) -> Path:
     from ussnb.queries import save_conditions
     from ussnb.separators import build_separator, save_separator
     from ussnb.taggers.sed import SedCnn, save_sed
+    from ussnb.run import Run
     from ussnb.taggers.stage import save_stage_tagger
 
-    if (folder / "04_training" / "separator.pt").is_file():
+    run = Run(folder)
+    if run.separator_path.is_file():
         return folder
     mids = sorted({r["mid"] for r in rows}) if rows else [lab.mid for lab in load_ontology().labels][:40]
     torch.manual_seed(0)
     k = len(mids)
     sep = build_separator("meltcn", "tiny", condition_size=k)
-    save_separator(folder / "04_training" / "separator.pt", sep, condition="soft", labels=mids, tagger="starter-sed")
+    save_separator(run.separator_path, sep, condition="soft", labels=mids, tagger="starter-sed")
     tagger = SedCnn(classes=k, channels=(16, 32, 64), time_pools=(2, 2, 2), hidden=64, labels=mids).eval()
-    (folder / "01_weak_labels_and_sed").mkdir(parents=True, exist_ok=True)
-    save_sed(tagger, folder / "01_weak_labels_and_sed" / "tagger.pt")
-    save_stage_tagger(folder / "01_weak_labels_and_sed", "starter-sed", mids, checkpoint="tagger.pt")
-    save_conditions(folder / "03_query_conditions" / "conditions_soft.npz", np.eye(k), kind="soft", labels=mids)
+    run.stage("sed").mkdir(parents=True, exist_ok=True)
+    save_sed(tagger, run.stage("sed") / "tagger.pt")
+    save_stage_tagger(run.stage("sed"), "starter-sed", mids, checkpoint="tagger.pt")
+    save_conditions(run.conditions_path("soft"), np.eye(k), kind="soft", labels=mids)
     return folder
 
 

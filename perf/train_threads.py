@@ -49,10 +49,10 @@ def stage04_config(preset: str) -> dict:
     """TrainConfig fields as stage 04 builds them: the preset's values over the defaults (notebook 04's)."""
     from dataclasses import asdict
 
-    from ussnb.pipeline import load_preset
+    from ussnb.pipeline import load_preset, section_values
     from ussnb.train import TrainConfig
 
-    return asdict(TrainConfig.from_params(load_preset(preset)))
+    return asdict(TrainConfig.from_params(section_values(load_preset(preset), "train")))
 
 
 def worker(setting: str, anchors: str, cfg: dict, warmup: int, steps: int) -> None:
@@ -107,6 +107,8 @@ def _thread_times() -> dict[str, float]:
 
 
 def main() -> int:
+    from ussnb.run import Run
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default="runs/cpu", help="run whose stage 02 is done")
     parser.add_argument("--preset", default="cpu", help="preset whose stage-04 settings are trained")
@@ -116,7 +118,7 @@ def main() -> int:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    anchors = Path(args.run_dir) / "02_anchor_mining" / "anchors" / "train"
+    anchors = Run(args.run_dir).anchors_dir("train")
     if args.worker:
         worker(args.worker, str(anchors), json.loads(os.environ["TRAIN_THREADS_CFG"]), args.warmup, args.steps)
         return 0

@@ -120,11 +120,11 @@ def test_one_source_of_defaults_notebook_04_and_train_config():
 
 
 def test_train_cli_reads_a_preset_and_overrides():
-    from ussnb.pipeline import load_preset
+    from ussnb.pipeline import load_preset, section_values
     from ussnb.train import TrainConfig
 
-    cfg = TrainConfig.from_params(load_preset("cpu") | {"steps": 7})
-    assert cfg.steps == 7 and cfg.warmup_steps == load_preset("cpu")["warmup_steps"]
+    cfg = TrainConfig.from_params(section_values(load_preset("cpu"), "train") | {"steps": 7})
+    assert cfg.steps == 7 and cfg.warmup_steps == load_preset("cpu")["train.warmup_steps"] == 100
     assert cfg.checkpoint_every == cfg.val_every and cfg.step3_threshold is None
     assert TrainConfig.from_params({"step3_threshold": -1.0}).step3_threshold is None
 

@@ -5,6 +5,9 @@
 
 Cell markers: ``# %%`` code, ``# %% [markdown]`` markdown (lines start with ``# ``), ``# %% tags=["parameters"]``
 the papermill parameters cell. Outputs are never stored (the notebooks are committed stripped).
+
+In the parameters cell, ``# ussnb-parameters: SECTION`` becomes the typed lines of that section of
+:mod:`ussnb.config` (name, type, default, help) — the one source of every pipeline default.
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "notebooks" / "src"
 OUT = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT))
+from ussnb.config import parameter_lines  # noqa: E402
+
+PARAMETERS = re.compile(r"^# ussnb-parameters: (?P<section>\w+)")
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
 
@@ -45,7 +52,11 @@ def convert(text: str) -> nbformat.NotebookNode:
             tags = json.loads(m.group("tags")) if m.group("tags") else []
             lines = []
         elif kind is not None:
-            lines.append(line)
+            p = PARAMETERS.match(line)
+            if p and "parameters" in tags:
+                lines.extend(parameter_lines(p.group("section")))
+            else:
+                lines.append(line)
     flush()
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -25,21 +25,12 @@ import yaml
 
 from .errors import PipelineError
 from .io import short_hash
+from .config import SECTIONS, STAGE_SECTION, section_fields
+from .run import STAGES, Run
 
 log = logging.getLogger(__name__)
 
-# notebook stem -> short key; a stage receives "<key>_dir" of itself and of every earlier stage
-STAGES: list[tuple[str, str]] = [
-    ("00_data", "data"),
-    ("01_weak_labels_and_sed", "sed"),
-    ("02_anchor_mining", "anchors"),
-    ("03_query_conditions", "queries"),
-    ("04_training", "training"),
-    ("05_hierarchical_separation", "separation"),
-    ("06_evaluation", "evaluation"),
-]
 RESERVED = {"stage_dir", "run_dir", "INTERACTIVE"} | {f"{key}_dir" for _, key in STAGES}
-DONE = ".done"
 # settings of the runner itself (not notebook parameters): preset keys or ``ussnb pipeline`` options
 RUNNER_SETTINGS = {"threads"}
 PROGRESS_FILE = ".progress.json"
@@ -69,7 +60,9 @@ def available_presets() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
-    """A preset by name (``smoke``, ``cpu``, ``paper``) or a YAML file path: a flat mapping of parameters."""
+    """A preset by name (``smoke``, ``cpu``, ``paper``, ``zero-shot``) or a YAML file path, as a flat mapping:
+    a section's fields become ``section.name`` keys (they reach only that section's stage), top-level names stay
+    as they are (they reach every stage declaring them). See :mod:`ussnb.config`."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         text = path.read_text()
@@ -84,7 +77,27 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PipelineError(f"preset {name_or_path!r} must be a mapping of parameter: value")
     data.pop("description", None)
-    return data
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise PipelineError(f"preset {name_or_path!r}: section '{key}' must be a mapping of parameter: value")
+            out.update({f"{key}.{name}": v for name, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def section_values(params: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """What one section's stage receives of flat ``params`` (top-level names and ``section.name`` keys, later
+    keys winning) — e.g. the ``train`` values ``python -m ussnb.train --preset cpu`` trains with."""
+    names = set(section_fields(section))
+    out = {}
+    for key, value in params.items():
+        sec, _, name = key.rpartition(".")
+        if (sec == section or not sec) and name in names:
+            out[name] = value
+    return out
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -127,35 +140,48 @@ def select_stages(stages: list[Stage], only: Iterable[str] | None) -> list[Stage
     return chosen
 
 
+def _targets(key: str, stages: list[Stage]) -> list[Stage]:
+    """The stages a flat parameter key reaches: ``section.name`` → that section's stage if it declares the name;
+    ``name`` → every stage declaring it."""
+    section, _, name = key.rpartition(".")
+    if section:
+        return [s for s in stages if STAGE_SECTION.get(s.key) == section and name in s.parameters]
+    return [s for s in stages if name in s.parameters]
+
+
 def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path) -> dict[str, dict[str, Any]]:
     """Per stage the parameters it will receive. Unknown names → :class:`PipelineError` listing them."""
     declared = set().union(*(s.parameters for s in stages))
-    unknown = sorted(k for k in params if k not in declared)
+    bad_sections = sorted({k.rpartition(".")[0] for k in params if "." in k} - set(SECTIONS))
+    if bad_sections:
+        raise PipelineError(f"unknown section(s) {bad_sections} in parameter names; sections: {', '.join(SECTIONS)}")
+    unknown = sorted(k for k in params if not _targets(k, stages))
     if unknown:
         raise PipelineError(
-            f"unknown parameter(s) {unknown}: no notebook declares them. Known: {', '.join(sorted(declared - RESERVED))}"
+            f"unknown parameter(s) {unknown}: no notebook declares them (a `section.name` key must name a "
+            f"parameter of that section's stage). Known: {', '.join(sorted(declared - RESERVED))}"
         )
-    reserved = sorted(k for k in params if k in RESERVED)
+    reserved = sorted(k for k in params if k.rpartition(".")[2] in RESERVED)
     if reserved:
         raise PipelineError(f"parameter(s) {reserved} are set by the pipeline itself")
     resolved = {}
-    all_stages = [(n, k) for n, k in STAGES]
+    run = Run(run_dir)
     for stage in stages:
         values: dict[str, Any] = {}
-        for name, key in all_stages:
+        for name, key in STAGES:
             folder = f"{key}_dir"
             if folder in stage.parameters:
-                values[folder] = str((run_dir / name).resolve())
+                values[folder] = str(run.stage(key).resolve())
             if name == stage.name:
                 break
-        values["stage_dir"] = str((run_dir / stage.name).resolve())
+        values["stage_dir"] = str(run.stage(stage.key).resolve())
         if "run_dir" in stage.parameters:
             values["run_dir"] = str(run_dir.resolve())
         if "INTERACTIVE" in stage.parameters:
             values["INTERACTIVE"] = False
-        for k, v in params.items():
-            if k in stage.parameters:
-                values[k] = v
+        for k, v in params.items():  # in order: a later key (an override) wins over an earlier one (the preset)
+            if _targets(k, [stage]):
+                values[k.rpartition(".")[2]] = v
         resolved[stage.name] = values
     return resolved
 
@@ -224,18 +250,19 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
     resolved = resolve(all_stages, notebook_params, run_dir)  # validate against every notebook, run only the chosen
     check_types(all_stages, notebook_params)
     run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(run_dir)
     config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": notebook_params,
               "runner": {"threads": n_threads}, "stages": {name: values for name, values in resolved.items()}}
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
     print(f"[ussnb] preset {preset}: {len(chosen)} stage(s) into {run_dir}, {n_threads} torch thread(s) per kernel",
           flush=True)
 
-    timings = _read_timings(run_dir)
+    timings = _read_timings(run)
     upstream_ran = False  # once a stage re-runs, every later stage must too (its inputs changed)
     for stage in chosen:
         values = resolved[stage.name]
         stage_dir = Path(values["stage_dir"])
-        marker = stage_dir / DONE
+        marker = run.done_marker(stage.name)
         digest = _hash(values | {"notebook": _file_hash(stage.notebook)})
         if not force and not upstream_ran and marker.is_file() and marker.read_text().strip() == digest:
             log.info("stage %s already done with these parameters; skipping", stage.name)
@@ -271,7 +298,7 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
         marker.write_text(digest)
         upstream_ran = True
         timings[stage.name] = round(elapsed, 1)
-        atomic_write_text(run_dir / "timings.json", json.dumps(timings, indent=1))
+        atomic_write_text(run.timings_path, json.dumps(timings, indent=1))
         print(f"[ussnb] {stage.name}: finished in {elapsed:.1f} s", flush=True)
     return run_dir
 
@@ -279,16 +306,14 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
 def check_types(stages: list[Stage], params: Mapping[str, Any]) -> None:
     """Refuse values whose type does not fit the notebook's typed parameter (``steps: int = 2000``)."""
     problems = []
-    for name, value in params.items():
-        for stage in stages:
-            spec = stage.parameters.get(name)
-            if spec is None:
-                continue
+    for key, value in params.items():
+        name = key.rpartition(".")[2]
+        for stage in _targets(key, stages)[:1]:
+            spec = stage.parameters[name]
             want = str(spec.get("inferred_type_name") or "").replace(" ", "")
             if not _fits(value, want):
                 default = spec.get("default")
-                problems.append(f"{name}={value!r} is not {want} (default {default}, in {stage.name})")
-            break
+                problems.append(f"{key}={value!r} is not {want} (default {default}, in {stage.name})")
     if problems:
         raise PipelineError("wrong parameter type: " + "; ".join(problems))
 
@@ -350,8 +375,8 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _read_timings(run_dir: Path) -> dict:
-    path = run_dir / "timings.json"
+def _read_timings(run: Run) -> dict:
+    path = run.timings_path
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:

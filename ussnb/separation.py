@@ -50,14 +50,9 @@ from .paths import check_output_folder, make_output_folder
 
 log = logging.getLogger(__name__)
 
-SED_STAGE = "01_weak_labels_and_sed"
-QUERIES_STAGE = "03_query_conditions"
-TRAINING_STAGE = "04_training"
-DATA_STAGE = "00_data"
 TAG_SECONDS = 2.0  # Algorithm 3 tags non-overlapping 2 s segments
 HIERARCHY_KINDS = ("soft", "onehot")
 DEFAULT_THRESHOLD = 0.2  # the paper's θ for a node to be active in a segment
-HIERARCHY_STAGE = "05_hierarchical_separation"
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64", ".rf64",
                   ".m4a", ".aac", ".opus", ".wma", ".webm", ".mka", ".mp4", ".g722"}
 MAX_LEVEL = 6  # the AudioSet ontology has 6 levels
@@ -167,7 +162,7 @@ class SeparationBundle:
     class_counts: np.ndarray | None = None
     query_net_state: dict | None = None
     source: str = ""
-    run_dir: Path | None = None
+    run: Any = None  # the ussnb.run.Run it belongs to, if any
     tagger_loader: Callable[[], Any] | None = None
     _tagger: Any = field(default=None, repr=False)
     _ontology: Any = field(default=None, repr=False)
@@ -192,30 +187,22 @@ class SeparationBundle:
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, **kwargs) -> "SeparationBundle":
-        run = Path(run_dir)
-        ckpt = run / TRAINING_STAGE / "separator.pt"
-        if not ckpt.is_file():
-            if (run / "separator.pt").is_file():  # a training stage folder itself
-                return cls.from_checkpoint(run / "separator.pt", **kwargs)
-            raise CheckpointError(f"{run}: not a pipeline run directory with a trained separator "
-                                  f"({TRAINING_STAGE}/separator.pt missing — run the pipeline up to stage 04)")
-        return cls.from_checkpoint(ckpt, sed_dir=run / SED_STAGE, queries_dir=run / QUERIES_STAGE,
-                                   data_dir=run / DATA_STAGE, **kwargs)
+        """From a pipeline run directory (or its training stage folder itself)."""
+        from .run import SEPARATOR_FILE, Run
+
+        folder = Path(run_dir)
+        if (folder / SEPARATOR_FILE).is_file():  # a training stage folder itself
+            return cls.from_checkpoint(folder / SEPARATOR_FILE, **kwargs)
+        return Run(folder).bundle(**kwargs)
 
     @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike,
-        *,
-        sed_dir: str | os.PathLike | None = None,
-        queries_dir: str | os.PathLike | None = None,
-        data_dir: str | os.PathLike | None = None,
-        tagger: Any = None,
-    ) -> "SeparationBundle":
+    def from_checkpoint(cls, path: str | os.PathLike, *, run: Any = None, tagger: Any = None) -> "SeparationBundle":
         """A ``separator.pt`` written by :func:`ussnb.train.train_separator` (or ``save_separator`` with the
-        extras ``condition`` and ``labels``). If it sits in a run's ``04_training`` folder, the run's other
-        stage folders are used unless given. ``tagger``: a tagger object to use instead of the run's."""
+        extras ``condition`` and ``labels``). ``run``: the :class:`~ussnb.run.Run` whose tagger, class-average
+        conditions and dataset names go with it — by default the run the checkpoint sits in (its training
+        folder), if any. ``tagger``: a tagger object to use instead of the run's."""
         from .checkpoint import read_checkpoint
+        from .run import Run
         from .separators import load_separator
 
         path = Path(path)
@@ -226,15 +213,11 @@ class SeparationBundle:
         if kind is None or labels is None:
             raise CheckpointError(f"{path}: the checkpoint does not record its condition type and class labels "
                                   "('condition', 'labels'); it was not written by the training stage")
-        run = path.parent.parent if path.parent.name == TRAINING_STAGE else None
-        if run is not None:
-            sed_dir = sed_dir if sed_dir is not None else run / SED_STAGE
-            queries_dir = queries_dir if queries_dir is not None else run / QUERIES_STAGE
-            data_dir = data_dir if data_dir is not None else run / DATA_STAGE
-        names = _label_names(labels, data_dir, queries_dir)
+        run = run if run is not None else Run.of_checkpoint(path)
+        names = _label_names(labels, run)
         conditions = counts = None
-        if queries_dir is not None:
-            conditions, counts = _class_conditions(Path(queries_dir), kind, labels, int(model.condition_size))
+        if run is not None and run.has("queries"):
+            conditions, counts = _class_conditions(run, kind, labels, int(model.condition_size))
         if conditions is None and isinstance(payload.get("class_conditions"), dict):
             cc = payload["class_conditions"]
             conditions = np.asarray(cc["conditions"], np.float32)
@@ -243,10 +226,10 @@ class SeparationBundle:
             conditions, counts = np.eye(len(labels), dtype=np.float32), np.ones(len(labels), np.int64)
         loader = None
         if tagger is None:
-            loader = _tagger_loader(sed_dir, payload.get("tagger"), labels, path)
+            loader = _tagger_loader(run, payload.get("tagger"), labels, path)
         bundle = cls(model=model, kind=kind, labels=list(labels), names=names, class_conditions=conditions,
                      class_counts=counts, query_net_state=payload.get("query_net_state"), source=str(path),
-                     run_dir=run, tagger_loader=loader)
+                     run=run, tagger_loader=loader)
         bundle._tagger = tagger
         return bundle
 
@@ -315,9 +298,9 @@ class SeparationBundle:
 
     def calibrated_thresholds(self) -> dict[int, float] | None:
         """θ per level calibrated by the run's stage 05 (``thresholds.json``), or None."""
-        if self.run_dir is None:
+        if self.run is None or not self.run.has("separation"):
             return None
-        path = Path(self.run_dir) / HIERARCHY_STAGE / "thresholds.json"
+        path = self.run.thresholds_path
         if not path.is_file():
             return None
         try:
@@ -352,18 +335,16 @@ class SeparationBundle:
         raise OntologyError(f"unknown class {text!r}: this model separates {self.classes} classes; {hint}")
 
 
-def _label_names(labels: Sequence[str], data_dir, queries_dir) -> list[str]:
-    if data_dir is not None and (Path(data_dir) / "dataset.json").is_file():
+def _label_names(labels: Sequence[str], run) -> list[str]:
+    if run is not None and run.has("data"):
         try:
-            from . import data
-
-            ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+            ds = run.dataset()
             if all(m in ds.label_names for m in labels):
                 return [ds.label_names[m] for m in labels]
         except (UssnbError, OSError, KeyError, ValueError) as exc:
             log.debug("dataset names unavailable: %s", exc)
-    if queries_dir is not None:
-        for sidecar in sorted(Path(queries_dir).glob("conditions_*.json")):
+    if run is not None and run.has("queries"):
+        for sidecar in sorted(run.stage("queries").glob("conditions_*.json")):
             try:
                 meta = json.loads(sidecar.read_text())
             except (OSError, ValueError):
@@ -380,14 +361,12 @@ def _label_names(labels: Sequence[str], data_dir, queries_dir) -> list[str]:
     return [known.get(m, m) for m in labels]
 
 
-def _class_conditions(folder: Path, kind: str, labels: Sequence[str], size: int):
-    """The run's ``conditions_<kind>.npz``, reordered to ``labels``; None if absent."""
-    from .queries import ClassConditions
-
-    path = folder / f"conditions_{kind}.npz"
+def _class_conditions(run, kind: str, labels: Sequence[str], size: int):
+    """The run's stage-03 conditions of ``kind``, reordered to ``labels``; None if absent."""
+    path = run.conditions_path(kind)
     if not path.is_file():
         return None, None
-    cc = ClassConditions(path)
+    cc = run.class_conditions(kind)
     if cc.kind != kind:
         raise CheckpointError(f"{path} holds '{cc.kind}' conditions, the separator was trained with '{kind}'")
     if cc.conditions.shape[1] != size:
@@ -399,12 +378,11 @@ def _class_conditions(folder: Path, kind: str, labels: Sequence[str], size: int)
     return cc.conditions[order].astype(np.float32), np.asarray(cc.counts)[order]
 
 
-def _tagger_loader(sed_dir, spec, labels, ckpt_path) -> Callable[[], Any] | None:
-    from .taggers.stage import build_run_tagger, load_stage_tagger
-    from .taggers.stage import PRETRAINED_NAMES
+def _tagger_loader(run, spec, labels, ckpt_path) -> Callable[[], Any] | None:
+    from .taggers.stage import PRETRAINED_NAMES, TAGGER_SPEC, build_run_tagger
 
-    if sed_dir is not None and (Path(sed_dir) / "tagger.json").is_file():
-        return lambda: load_stage_tagger(sed_dir).eval()
+    if run is not None and run.has("sed") and (run.stage("sed") / TAGGER_SPEC).is_file():
+        return lambda: run.tagger().eval()
     if isinstance(spec, dict) and spec.get("name"):
         base = Path(ckpt_path).parent
         return lambda: build_run_tagger(spec["name"], spec.get("labels", labels), checkpoint=spec.get("checkpoint"),
@@ -518,9 +496,11 @@ def _class_query(query, bundle: SeparationBundle) -> Query:
         vec[k] = 1.0
         detail["condition"] = "one-hot (no class averages available)"
     else:
+        from .run import STAGE_NAMES, conditions_file
+
         raise QueryError(
             f"{bundle.source}: no class-average '{bundle.kind}' conditions are known, so a class cannot be queried "
-            f"by name (expected {QUERIES_STAGE}/conditions_{bundle.kind}.npz in the run directory) — pass the "
+            f"by name (expected {STAGE_NAMES['queries']}/{conditions_file(bundle.kind)} in the run directory) — pass the "
             "pipeline run directory, or query by example (--example)")
     _check_vector(vec, bundle, what=f"class {name!r}")
     return Query(vec, "class", name, slugify(name), detail)

@@ -36,39 +36,24 @@ from .io import atomic_path
 from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
 from .queries import CONDITION_TYPES, LEARNABLE
 from .trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything, warmup_lambda
+from .run import HISTORY_FILE, SEPARATOR_FILE, VALIDATION_FILE
+from .config import TrainSection
 
 
 @dataclass
-class TrainConfig:
-    separator: str = "meltcn"  # registry name (meltcn | resunet30 | resunet60 | unet | resunet)
-    separator_preset: str | None = "default"  # size preset of that separator (None: separator_config only)
-    separator_config: dict = field(default_factory=dict)  # constructor overrides
-    condition: str = "soft"  # onehot | soft | embedding | finetune | shortcut | adaptor
-    steps: int = 3000
-    batch_size: int = 16  # distinct classes per step
-    lr: float = 3e-3
-    schedule: str = "linear-cosine"  # constant | paper | linear-cosine
-    warmup_steps: int = 200
+class TrainConfig(TrainSection):
+    """Stage 04's parameters (:class:`ussnb.config.TrainSection`: names, defaults and help in one place) plus
+    the settings only code sets."""
+    separator_config: dict = field(default_factory=dict)  # constructor overrides of the separator
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    loss: str = "neg-sdr"  # l1 | neg-sdr
-    n_sources: int = 2  # J sources per mixture (2-4)
-    augmentation: str = "match-energy"  # none | random-gain | match-energy
-    step3_threshold: float | None = None  # Algorithm 1 step 3 (re-pair so no detected class is shared)
-    both_targets: bool = True  # a 2-source mixture trains both of its queries
-    query_other: float = 0.0  # probability that an item is conditioned on *other* anchors of its class (0: its own)
-    query_examples: int = 2  # how many other anchors are averaged then (like `--example EX1 EX2`)
-    speed_perturb: float = 0.15  # ±fraction of random speed change of each anchor (0 = off)
     min_rms_db: float = -40.0  # anchors quieter than this (RMS, dBFS) count as silent and are skipped
-    val_every: int = 250
-    val_mixtures: int = 200
     checkpoint_every: int = 250
-    seed: int = 0
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
-        """The config of stage 04 from pipeline parameters (a preset + overrides, or notebook 04's cell): the
-        fields it names, the rest from these defaults — which equal notebook 04's (a test keeps them equal).
+        """The config of stage 04 from pipeline parameters (a preset's ``train`` section + overrides, or notebook
+        04's cell): the fields it names, the rest from the defaults (notebook 04's cell is written from them).
         ``step3_threshold < 0`` means off (None); ``checkpoint_every`` follows ``val_every`` unless given."""
         fields = set(cls.__dataclass_fields__)
         values = {k: v for k, v in params.items() if k in fields}
@@ -393,7 +378,7 @@ def train_separator(
         val = validation_set(val_anchors, val_audio, cfg.val_mixtures, cfg.seed, n_fft, hop, cfg.min_rms_db)
         val_cond = (condition_vectors(val_anchors, val["anchor"], cfg.condition) if cfg.condition not in LEARNABLE
                     else None)
-        (out / "validation.json").write_text(json.dumps(
+        (out / VALIDATION_FILE).write_text(json.dumps(
             {"floor_sdri": val["floor"]["median_then_mean"], "irm_sdri": val["irm"]["median_then_mean"],
              "floor_sdri_mean": val["floor"]["mean"], "irm_sdri_mean": val["irm"]["mean"],
              "n_mixtures": len(val["label"])}, indent=1))
@@ -468,8 +453,8 @@ def train_separator(
                  "train_config": asdict(cfg), "steps": step}
         if query_net is not None:
             extra["query_net_state"] = {k: v.cpu() for k, v in query_net.state_dict().items()}
-        save_separator(out / "separator.pt", model, **extra)
-        (out / "history.json").write_text(json.dumps({"history": history,
+        save_separator(out / SEPARATOR_FILE, model, **extra)
+        (out / HISTORY_FILE).write_text(json.dumps({"history": history,
                                                       "seconds_this_call": round(time.time() - t0, 1)}))
     return model, history
 
@@ -492,13 +477,13 @@ def main(argv: list[str] | None = None) -> int:
                              "torchrun processes)")
     args = parser.parse_args(argv)
     text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
-    from .pipeline import load_preset, parse_overrides
+    from .pipeline import load_preset, parse_overrides, section_values
 
     extra = json.loads(text) | parse_overrides(args.param)
     unknown = sorted(set(extra) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         parser.error(f"unknown TrainConfig field(s) {unknown}; fields: {', '.join(TrainConfig.__dataclass_fields__)}")
-    cfg = TrainConfig.from_params((load_preset(args.preset) if args.preset else {}) | extra)
+    cfg = TrainConfig.from_params((section_values(load_preset(args.preset), "train") if args.preset else {}) | extra)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     from .runtime import available_cores, configure_threads
 

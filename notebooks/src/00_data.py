@@ -13,15 +13,7 @@
 # frame-level targets.
 
 # %% tags=["parameters"]
-from typing import Union  # noqa: E402  (papermill reads `Union[...]`, not `str | list`)
-
-dataset: Union[str, list] = "starter"  # starter | esc50 | a prepared folder | a list of them, combined: [starter, esc50]
-n_train: int = 1500  # composed 10 s training clips (per dataset of a list)
-n_validation: int = 200  # composed validation clips (per dataset)
-n_test: int = 300  # composed test clips (per dataset)
-zero_shot_classes: list = []  # class names or MIDs no training/validation clip may contain (zero-shot)
-data_seed: int = 0  # seed of the composition (same seed -> identical clips)
-example_clips: int = 3  # clips shown with an audio player
+# ussnb-parameters: data  (the typed lines of ussnb.config.DataSection: defaults, help)
 stage_dir: str = "runs/dev/00_data"  # this stage's output folder (set by the pipeline)
 INTERACTIVE: bool = True  # False under papermill: no widgets, static figures only
 
@@ -33,8 +25,10 @@ from IPython.display import Audio, display
 
 from ussnb import data, plots
 from ussnb.io import write_metrics
+from ussnb.run import Run
 
 stage = Path(stage_dir)
+run = Run.from_dirs(data_dir=stage_dir)  # ussnb.run.Run owns the run directory's layout
 (stage / "figures").mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
@@ -84,7 +78,7 @@ for i, clip in enumerate(clips[:example_clips]):
 # ## Outputs for the next stages
 
 # %%
-(stage / "dataset.json").write_text(json.dumps({"path": str(Path(root).resolve()), "name": ds.name}, indent=1))
+run.write_dataset(root, ds.name)  # dataset.json: where the later stages find the data
 metrics = {"dataset": ds.name, "n_classes": summary["n_classes"], "n_clips": summary["n_clips"],
            "hours": summary["hours"]}
 for key in ("n_packages", "min_recordings_per_class", "holdout_names", "dropped_clips"):

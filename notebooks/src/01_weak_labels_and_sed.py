@@ -18,22 +18,12 @@
 # on disk), and writes the tagger later stages use.
 
 # %% tags=["parameters"]
-tagger: str = "starter-sed"  # starter-sed | efficientat-mn04 | panns-cnn14 | panns-cnn14-decisionlevelmax
-sed_steps: int = 1500  # training steps of starter-sed
-sed_batch_size: int = 16  # distinct classes per balanced batch
-sed_lr: float = 0.001  # AdamW learning rate
-sed_pooling: str = "attention"  # attention | max : frames -> clip probability
-sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)
-sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 turns it off
-sed_eval_every: int = 250  # validation mAP every N steps
-compare_sed: bool = False  # with a pretrained tagger: also train starter-sed on the weak labels and compare them
-seed: int = 0  # seed of initialisation and sampling
+# ussnb-parameters: sed  (the typed lines of ussnb.config.SedSection: defaults, help)
 data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
 stage_dir: str = "runs/dev/01_weak_labels_and_sed"  # this stage's output folder
 INTERACTIVE: bool = True  # False under papermill: no widgets
 
 # %%
-import json
 import time
 from pathlib import Path
 
@@ -41,8 +31,9 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
-from ussnb import data, plots
+from ussnb import plots
 from ussnb.io import write_metrics, write_timing
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
 from ussnb.taggers.training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
@@ -51,7 +42,8 @@ from ussnb.taggers.sed import SedCnn
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+run = Run.from_dirs(data_dir=data_dir, sed_dir=stage_dir)  # ussnb.run.Run owns the layout
+ds = run.dataset()
 print(ds)
 
 # %% [markdown]

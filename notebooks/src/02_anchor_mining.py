@@ -19,38 +19,32 @@
 # tagger.
 
 # %% tags=["parameters"]
-anchor_strategy: str = "sed"  # sed | in-clip-random | out-clip-random : how the cached anchors are chosen
-anchor_seconds: float = 2.0  # anchor duration tau (0.5 ... 10 s)
-precision_durations: list = [0.5, 1.0, 2.0, 4.0]  # tau values of the mining-precision table
-step3_threshold: float = 0.3  # detection threshold theta of the step-3 demonstration
-speed_batches: int = 3  # batches timed for the cached vs on-the-fly comparison
-zero_shot_classes: list = []  # class names or MIDs held out of the *training* anchors (zero-shot evaluation)
-mining_seed: int = 0  # seed of random anchors and demo mixtures
+# ussnb-parameters: anchors  (the typed lines of ussnb.config.AnchorsSection: defaults, help)
 data_dir: str = "runs/dev/00_data"  # stage 00 output
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (the tagger)
 stage_dir: str = "runs/dev/02_anchor_mining"  # this stage's output folder
 INTERACTIVE: bool = True  # False under papermill
 
 # %%
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
 from ussnb import anchors as A
-from ussnb import data, plots
+from ussnb import plots
 from ussnb.io import write_metrics, write_timing
-from ussnb.taggers.stage import load_stage_tagger
 from ussnb.taggers.training import ClipCache, predict
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
-tagger = load_stage_tagger(sed_dir)
+run = Run.from_dirs(data_dir=data_dir, sed_dir=sed_dir, anchors_dir=stage_dir)  # ussnb.run.Run owns the layout
+ds = run.dataset()
+tagger = run.tagger()
 print(ds, "| tagger:", getattr(tagger, "name", type(tagger).__name__))
 
 # %% [markdown]
@@ -64,7 +58,7 @@ if unknown:
     raise ValueError(f"zero_shot_classes not in the dataset: {unknown}; classes: {sorted(ds.label_names.values())}")
 anchor_sets, test_frames = {}, {}
 for split in ds.splits:
-    anchor_sets[split] = A.mine_anchor_set(ds, split, stage / "anchors" / split, strategy=anchor_strategy,
+    anchor_sets[split] = A.mine_anchor_set(ds, split, run.anchors_dir(split), strategy=anchor_strategy,
                                            duration=anchor_seconds, tagger=tagger, seed=mining_seed,
                                            exclude_classes=held_out if split == "train" else (),
                                            frames_out=test_frames if split == "test" else None)

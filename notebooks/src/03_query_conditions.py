@@ -15,7 +15,7 @@
 # the user's own examples (query by example, which also reaches classes never trained on).
 
 # %% tags=["parameters"]
-example_files: list = []  # your own audio files for the query-by-example cell (empty: use test anchors)
+# ussnb-parameters: queries  (the typed lines of ussnb.config.QueriesSection: defaults, help)
 data_dir: str = "runs/dev/00_data"  # stage 00 output
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (tagger)
 anchors_dir: str = "runs/dev/02_anchor_mining"  # stage 02 output (cached anchors)
@@ -23,26 +23,25 @@ stage_dir: str = "runs/dev/03_query_conditions"  # this stage's output folder
 INTERACTIVE: bool = True  # False under papermill
 
 # %%
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
-from ussnb import data, plots
+from ussnb import plots
 from ussnb.io import write_metrics
-from ussnb.anchors import AnchorSet
 from ussnb.audio import save_audio
 from ussnb.queries import QueryNet, class_average_conditions, onehot, query_by_example, save_conditions
-from ussnb.taggers.stage import load_stage_tagger
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
-tagger = load_stage_tagger(sed_dir)
-train = AnchorSet(Path(anchors_dir) / "anchors" / "train")
+run = Run.from_dirs(data_dir=data_dir, sed_dir=sed_dir, anchors_dir=anchors_dir, queries_dir=stage_dir)  # the layout
+ds = run.dataset()
+tagger = run.tagger()
+train = run.anchors("train")
 names = [ds.label_names[m] for m in ds.labels]
 K = len(ds.labels)
 
@@ -71,10 +70,10 @@ fig.savefig(stage / "figures" / "condition_types.png", dpi=110)
 saved = {}
 for kind in ("soft", "embedding"):
     avg, counts = class_average_conditions(train.conditions(kind), train.label, K)
-    saved[kind] = save_conditions(stage / f"conditions_{kind}.npz", avg, kind=kind, labels=ds.labels, counts=counts,
+    saved[kind] = save_conditions(run.conditions_path(kind), avg, kind=kind, labels=ds.labels, counts=counts,
                                   tagger=getattr(tagger, "name", None), names=names)
 avg_onehot = np.eye(K, dtype=np.float32)
-save_conditions(stage / "conditions_onehot.npz", avg_onehot, kind="onehot", labels=ds.labels,
+save_conditions(run.conditions_path("onehot"), avg_onehot, kind="onehot", labels=ds.labels,
                 counts=np.bincount(train.label, minlength=K), names=names)
 print({k: str(v) for k, v in saved.items()})
 
@@ -107,7 +106,7 @@ print(f"anchors whose nearest class-average embedding is their own class: {centr
 # %%
 files = [Path(f) for f in example_files]
 if not files:
-    test = AnchorSet(Path(anchors_dir) / "anchors" / "test")
+    test = run.anchors("test")
     by_class = test.by_class()
     k = max(by_class, key=lambda c: len(by_class[c]))
     for j, i in enumerate(by_class[k][:2]):

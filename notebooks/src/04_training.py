@@ -22,25 +22,7 @@
 # anchors of the same class (from other clips) — the model cannot lean on the exact recording in the mixture.
 
 # %% tags=["parameters"]
-separator: str = "meltcn"  # meltcn | resunet30 | resunet60 | unet
-separator_preset: str = "default"  # size preset of the separator (resunet30: paper | small | tiny)
-condition: str = "soft"  # onehot | soft | embedding | finetune | shortcut | adaptor
-steps: int = 3000  # optimizer steps
-batch_size: int = 16  # distinct classes per step (each 2-source mixture also trains its second query)
-lr: float = 0.003  # AdamW peak learning rate
-schedule: str = "linear-cosine"  # constant | paper | linear-cosine
-warmup_steps: int = 200  # warm-up steps (paper schedule: steps per factor 0.001/0.01/0.1)
-loss: str = "neg-sdr"  # neg-sdr | l1
-n_sources: int = 2  # sources per mixture (2-4)
-augmentation: str = "match-energy"  # match-energy | random-gain | none
-step3_threshold: float = -1.0  # Algorithm 1 step 3 threshold; < 0 disables it
-both_targets: bool = True  # a 2-source mixture trains both of its queries
-query_other: float = 0.0  # probability an item is queried by other anchors of its class (by-example training); 0: its own
-query_examples: int = 2  # other anchors averaged into that query (like `ussnb separate --example EX1 EX2`)
-speed_perturb: float = 0.15  # +- fraction of random speed change of anchors; 0 turns it off
-val_every: int = 250  # validation SDRi every N steps
-val_mixtures: int = 200  # fixed validation mixtures
-seed: int = 0  # seed of initialisation and sampling
+# ussnb-parameters: train  (the typed lines of ussnb.config.TrainSection: defaults, help)
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (tagger, for learnable conditions)
 anchors_dir: str = "runs/dev/02_anchor_mining"  # stage 02 output (cached anchors)
 stage_dir: str = "runs/dev/04_training"  # this stage's output folder
@@ -55,35 +37,32 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.config import from_namespace
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
 from ussnb import plots
 from ussnb.io import write_metrics, write_timing
-from ussnb.anchors import AnchorSet
 from ussnb.separators import build_separator
 from ussnb.train import AnchorAudio, TrainConfig, condition_vectors, separate_batch, train_separator, validation_set
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-train_dir, val_dir = Path(anchors_dir) / "anchors" / "train", Path(anchors_dir) / "anchors" / "validation"
+run = Run.from_dirs(sed_dir=sed_dir, anchors_dir=anchors_dir, training_dir=stage_dir)  # ussnb.run.Run owns the layout
+train_dir, val_dir = run.anchors_dir("train"), run.anchors_dir("validation")
 
 # %% [markdown]
 # ## The architecture
 
 # %%
-cfg = TrainConfig(separator=separator, separator_preset=separator_preset, condition=condition, steps=steps,
-                  batch_size=batch_size, lr=lr, schedule=schedule, warmup_steps=warmup_steps, loss=loss,
-                  n_sources=n_sources, augmentation=augmentation,
-                  step3_threshold=None if step3_threshold < 0 else step3_threshold, both_targets=both_targets,
-                  query_other=query_other, query_examples=query_examples, speed_perturb=speed_perturb, val_every=val_every, val_mixtures=val_mixtures,
-                  checkpoint_every=val_every, seed=seed)
+cfg = TrainConfig.from_params(vars(from_namespace("train", globals())))  # the parameters above, typed
+print(cfg)
 query_net = None
 if condition in ("finetune", "shortcut", "adaptor"):
     from ussnb.queries import QueryNet
-    from ussnb.taggers.stage import load_stage_tagger
 
-    query_net = QueryNet(load_stage_tagger(sed_dir), condition, output="embedding")
-train_anchors = AnchorSet(train_dir)
+    query_net = QueryNet(run.tagger(), condition, output="embedding")
+train_anchors = run.anchors("train")
 from ussnb.train import condition_size
 
 demo = build_separator(separator, separator_preset, condition_size=condition_size(train_anchors, condition, query_net))
@@ -101,7 +80,7 @@ for name, module in demo.named_children():
 t0 = time.time()
 model, history = train_separator(train_dir, val_dir, stage, cfg, query_net=query_net, progress=True)
 train_minutes = (time.time() - t0) / 60
-ref = json.loads((stage / "validation.json").read_text())
+ref = json.loads(run.validation_path.read_text())
 print(f"trained in {train_minutes:.1f} min; floor {ref['floor_sdri']:.2f} dB, IRM ceiling {ref['irm_sdri']:.2f} dB")
 plots.training_curves(history, ("loss",), eval_keys=("val_sdri",),
                       references={"floor x/2": ref["floor_sdri"], "IRM ceiling": ref["irm_sdri"]},
@@ -112,7 +91,7 @@ plots.training_curves(history, ("loss",), eval_keys=("val_sdri",),
 # ## Listen: a validation mixture, the estimate, the target
 
 # %%
-val_anchors = AnchorSet(val_dir)
+val_anchors = run.anchors("validation")
 val_audio = AnchorAudio(val_anchors, model.sample_rate, progress=False)
 val = validation_set(val_anchors, val_audio, 8, seed, int(model.config.get("n_fft", 2048)),
                      int(model.config.get("hop", 320)), cfg.min_rms_db)

@@ -44,14 +44,7 @@
 # then uses the run's calibrated θ unless `--threshold` is given.
 
 # %% tags=["parameters"]
-input_file: str = ""  # your own audio file (empty: a test clip of the dataset of this run)
-levels: list = [1, 2, 3]  # ontology levels to separate (1: the top categories; up to 6)
-threshold: float = 0.2  # a node is active in a 2 s segment when its grouped probability reaches it (the paper's)
-calibrate: bool = True  # choose theta per level on the validation clips' true events (when the dataset has them)
-detection_clips: int = 200  # clips per split for calibrating and measuring detection
-query: str = ""  # optional single query (class name, MID or index) separated from the same clip
-segment_seconds: float = 2.0  # separation chunk length (s)
-overlap: float = 0.25  # fraction of a chunk cross-faded with the next
+# ussnb-parameters: separation  (the typed lines of ussnb.config.SeparationSection: defaults, help)
 data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (tagger)
 queries_dir: str = "runs/dev/03_query_conditions"  # stage 03 output (class-average conditions)
@@ -67,20 +60,22 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
-from ussnb import data, plots_separation
+from ussnb import plots_separation
 from ussnb.io import write_metrics, write_timing
 from ussnb.audio import load_audio
 from ussnb.errors import DataError
-from ussnb.separation import SeparationBundle, detection_report, separate_file, separate_hierarchy, slugify
+from ussnb.separation import detection_report, separate_file, separate_hierarchy, slugify
 from ussnb.eval.detection import calibrate_thresholds, detection_scores, segment_probabilities
 from ussnb.io import atomic_write_text
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-bundle = SeparationBundle.from_checkpoint(Path(training_dir) / "separator.pt", sed_dir=sed_dir,
-                                          queries_dir=queries_dir, data_dir=data_dir)
+run = Run.from_dirs(data_dir=data_dir, sed_dir=sed_dir, queries_dir=queries_dir, training_dir=training_dir,
+                    separation_dir=stage_dir)  # ussnb.run.Run owns the layout
+bundle = run.bundle()
 onto = bundle.ontology
 print(f"separator: {bundle.source} ({bundle.kind} conditions, {bundle.classes} classes, {bundle.sample_rate} Hz)")
 print(f"ontology: {onto.source}; levels with nodes: "
@@ -93,7 +88,7 @@ print(f"ontology: {onto.source}; levels with nodes: "
 # **false nodes per clip** (detected nodes with no sound of the clip under them).
 
 # %%
-ds = data.load(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
+ds = run.dataset()
 req_levels = [int(lv) for lv in levels]
 thresholds = {lv: float(threshold) for lv in req_levels}
 detection = {}
@@ -127,7 +122,7 @@ if (ds.root / "events.jsonl").is_file() and "test" in ds.splits:
         detection["by_source"] = by_source
     plots_separation.detection_figure({k: v for k, v in detection.items() if k != "by_source"},
                                       path=stage / "figures" / "detection_by_level.png")
-    atomic_write_text(stage / "thresholds.json", json.dumps(
+    atomic_write_text(run.thresholds_path, json.dumps(
         {"thresholds": {str(k): v for k, v in thresholds.items()}, "calibrated": "after" in detection,
          "objective": "F1 of (clip, node) detections on the validation clips"}, indent=1))
 else:

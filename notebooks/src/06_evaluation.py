@@ -39,15 +39,7 @@
 # anchors, so its "average" is that of a few example clips), beside the x/2 floor and the IRM ceiling.
 
 # %% tags=["parameters"]
-pairs_per_class: int = 10  # starter-pairs / esc50-pairs mixtures per target class
-pair_examples: int = 4  # test segments kept per class for query by example (zero-shot)
-music_pieces: int = 4  # chorale excerpts in starter-music
-music_seconds: float = 8.0  # length of each music excerpt (s)
-speech_per_snr: int = 6  # noisy utterances per SNR (0, 5, 10, 15 dB) in starter-speech
-speech_query: str = "mean"  # mean: one 'speech' query (mean of the speech classes) | own: the item's speech class
-zero_shot_classes: list = []  # class names or MIDs held out of the training anchors (same as stage 02)
-esc50_dir: str = ""  # ESC-50 folder for esc50-pairs (empty: USSNB_ESC50_DIR; absent: skipped)
-benchmark_seed: int = 0  # seed of every benchmark recipe (same seed -> identical benchmarks and metrics)
+# ussnb-parameters: eval  (the typed lines of ussnb.config.EvalSection: defaults, help)
 data_dir: str = "runs/dev/00_data"  # stage 00 output (dataset.json)
 sed_dir: str = "runs/dev/01_weak_labels_and_sed"  # stage 01 output (the tagger: oracle conditions)
 anchors_dir: str = "runs/dev/02_anchor_mining"  # stage 02 output (which classes training held out)
@@ -64,6 +56,7 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
+from ussnb.run import Run
 from ussnb.runtime import configure_threads
 from ussnb import benchmark_eval as BE
 from ussnb.io import write_metrics
@@ -74,8 +67,10 @@ from ussnb.benchmarks import Benchmark, prepare_benchmarks
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
 (stage / "figures").mkdir(parents=True, exist_ok=True)
-dataset_root = Path(json.loads((Path(data_dir) / "dataset.json").read_text())["path"])
-bundle = BE.load_run_bundle(training_dir, sed_dir=sed_dir, queries_dir=queries_dir, data_dir=data_dir)
+run = Run.from_dirs(data_dir=data_dir, sed_dir=sed_dir, anchors_dir=anchors_dir, queries_dir=queries_dir,
+                    training_dir=training_dir, evaluation_dir=stage_dir)  # ussnb.run.Run owns the layout
+dataset_root = run.dataset_root()
+bundle = run.bundle()
 print(f"separator: {bundle.model.registry_name} ({bundle.kind} conditions, {len(bundle.labels)} classes, "
       f"{bundle.sample_rate} Hz); dataset: {dataset_root}")
 
@@ -83,7 +78,7 @@ print(f"separator: {bundle.model.registry_name} ({bundle.kind} conditions, {len(
 # ## Prepare the benchmarks (idempotent: built once, then read)
 
 # %%
-trained_without = BE.held_out_classes(anchors_dir)
+trained_without = run.held_out_classes()
 unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
 # classes held out of training: every ESC-50 recording of theirs is unheard, so all serve as targets and examples
 benches = prepare_benchmarks(dataset_root, pairs_per_class=pairs_per_class, pair_examples=pair_examples,

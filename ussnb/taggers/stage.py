@@ -17,6 +17,7 @@ import torch
 from ..errors import CheckpointError, DataError
 from .base import TagOutput, Tagger
 
+TAGGER_SPEC = "tagger.json"  # the stage folder's record of which tagger the run uses
 PRETRAINED_NAMES = ("efficientat-mn04", "panns-cnn14", "panns-cnn14-decisionlevelmax", "panns-cnn10", "panns-cnn6")
 
 
@@ -60,7 +61,7 @@ def save_stage_tagger(stage_dir: str | os.PathLike, name: str, labels: Sequence[
     """Record which tagger the run uses (``tagger.json``)."""
     stage_dir = Path(stage_dir)
     spec = {"name": name, "labels": list(labels), "checkpoint": checkpoint} | extra
-    path = stage_dir / "tagger.json"
+    path = stage_dir / TAGGER_SPEC
     path.write_text(json.dumps(spec, indent=1))
     return path
 
@@ -68,7 +69,7 @@ def save_stage_tagger(stage_dir: str | os.PathLike, name: str, labels: Sequence[
 def load_stage_tagger(stage_dir: str | os.PathLike) -> Tagger:
     """The run's tagger in eval mode, with outputs in the dataset's class order."""
     stage_dir = Path(stage_dir)
-    spec_path = stage_dir / "tagger.json"
+    spec_path = stage_dir / TAGGER_SPEC
     if not spec_path.is_file():
         raise CheckpointError(f"{stage_dir}: no tagger.json — run stage 01 (weak labels and SED) first")
     spec = json.loads(spec_path.read_text())

@@ -1,0 +1,83 @@
+"""Typed config: ussnb.config's sections are the one source of every pipeline default; presets have sections."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from ussnb import config
+from ussnb.errors import PipelineError
+from ussnb.pipeline import RESERVED, available_presets, discover_stages, load_preset, resolve, section_values
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_each_notebook_declares_exactly_its_section_with_its_defaults():
+    for stage in discover_stages():
+        section = config.STAGE_SECTION[stage.key]
+        declared = {k: v for k, v in pm.inspect_notebook(str(stage.notebook)).items() if k not in RESERVED}
+        fields = config.section_fields(section)
+        assert set(declared) == set(fields), stage.name
+        defaults = config.defaults(section)
+        for name, spec in declared.items():
+            assert ast.literal_eval(spec["default"]) == defaults[name], (stage.name, name)
+            assert spec["inferred_type_name"].replace(" ", "") == str(fields[name].type).replace(" ", "")
+
+
+def test_train_config_is_the_train_section_plus_code_only_settings():
+    from ussnb.train import TrainConfig
+
+    cfg = TrainConfig()
+    for name, value in config.defaults("train").items():
+        assert getattr(cfg, name) == value
+    assert {"checkpoint_every", "grad_clip", "separator_config"} <= set(vars(cfg)) - set(config.section_fields("train"))
+
+
+def test_presets_are_sectioned_and_every_key_reaches_a_stage(tmp_path):
+    stages = discover_stages()
+    for name in available_presets():
+        params = load_preset(name)
+        assert all(k.rpartition(".")[0] in config.SECTIONS for k in params if "." in k), name
+        resolve(stages, {k: v for k, v in params.items() if k != "threads"}, tmp_path / name)  # no unknown names
+    cpu = load_preset("cpu")
+    assert cpu["train.steps"] == 3000 and cpu["sed.sed_steps"] == 600 and cpu["zero_shot_classes"] == ["Tabla", "Harp"]
+
+
+def test_scoped_names_reach_one_stage_and_later_keys_win(tmp_path):
+    stages = discover_stages()
+    # step3_threshold means two things: stage 02's demo threshold and stage 04's re-pairing
+    values = resolve(stages, {"anchors.step3_threshold": 0.5}, tmp_path)
+    assert values["02_anchor_mining"]["step3_threshold"] == 0.5 and "step3_threshold" not in values["04_training"]
+    values = resolve(stages, {"step3_threshold": 0.4}, tmp_path)
+    assert values["02_anchor_mining"]["step3_threshold"] == values["04_training"]["step3_threshold"] == 0.4
+    # a top-level name reaches every stage declaring it
+    values = resolve(stages, {"zero_shot_classes": ["Harp"]}, tmp_path)
+    assert all(values[s]["zero_shot_classes"] == ["Harp"] for s in ("00_data", "02_anchor_mining", "06_evaluation"))
+    # an override (later key) beats the preset's section value
+    values = resolve(stages, load_preset("cpu") | {"steps": 7}, tmp_path)
+    assert values["04_training"]["steps"] == 7
+    assert section_values(load_preset("cpu") | {"steps": 7}, "train")["steps"] == 7
+
+
+def test_wrong_sections_and_names_are_refused_before_anything_runs(tmp_path):
+    stages = discover_stages()
+    with pytest.raises(PipelineError, match="unknown section"):
+        resolve(stages, {"training.steps": 5}, tmp_path)
+    with pytest.raises(PipelineError, match=r"unknown parameter\(s\) \['train.sed_steps'\]"):
+        resolve(stages, {"train.sed_steps": 5}, tmp_path)
+    with pytest.raises(PipelineError, match="set by the pipeline"):
+        resolve(stages, {"train.stage_dir": "x"}, tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: 5\n")
+    with pytest.raises(PipelineError, match="section 'train' must be a mapping"):
+        load_preset(str(bad))
+
+
+def test_notebook_sources_take_parameters_from_the_sections():
+    for src in sorted((REPO / "notebooks" / "src").glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        assert text.count("# ussnb-parameters: ") == 1, src.name
+        cell = text.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+        assert not any(line.split(":")[0] in {"steps", "n_train", "tagger", "levels"} for line in cell.splitlines())
