@@ -6,7 +6,7 @@ For every ESC-50 class of the AudioSet mapping, ``--pairs`` mixtures are made fr
 at the separator's rate): a target clip of the class plus an interferer clip of another class scaled to the
 target's energy (0 dB). The class is queried with ``--examples`` *other* recordings of it (a different
 Freesound source file than the target), exactly as a user would: one `ussnb separate MIX... --example EX1 EX2
---checkpoint RUN_DIR` per class (in-process through :func:`ussnb.separation.run_separate`, the CLI's own
+--checkpoint RUN_DIR` per class (in-process through :func:`ussnb.cli.batch.run_separate`, the CLI's own
 function; ``--subprocess`` runs the real command line instead). SDRi = SDR(s, ŝ) − SDR(s, x) is measured at the
 output's rate; the do-nothing estimate x/2 (the floor, ≈ 3 dB) is printed beside it.
 
@@ -37,7 +37,8 @@ def main() -> int:
     from ussnb.data.recipes.esc50 import esc50_events, find_esc50
     from ussnb.evaluate import sdr
     from ussnb.runtime import configure_threads
-    from ussnb.separation import SeparationBundle, run_separate
+    from ussnb.cli.batch import run_separate
+    from ussnb.separation import SeparationBundle
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")

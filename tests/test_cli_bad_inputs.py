@@ -303,7 +303,8 @@ def test_api_settings_are_config_errors(kwargs, word):
 
 def test_api_refuses_before_writing(files, tmp_path, monkeypatch):
     from ussnb.errors import ConfigError
-    from ussnb.separation import SeparationBundle, run_separate, separate_file
+    from ussnb.cli.batch import run_separate
+    from ussnb.separation import SeparationBundle, separate_file
 
     for key, value in _env(Path(files["root"])).items():
         monkeypatch.setenv(key, value)

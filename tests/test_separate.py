@@ -15,7 +15,8 @@ import torch
 from ussnb.audio import stream_audio_blocks, stream_overlap_add
 from ussnb.errors import AudioError, CheckpointError, ConfigError, OntologyError
 from ussnb.queries import save_conditions
-from ussnb.separation import (SeparationBundle, hierarchy_plan, output_names, resolve_query, separate, separate_file,
+from ussnb.cli.batch import output_names
+from ussnb.separation import (SeparationBundle, hierarchy_plan, resolve_query, separate, separate_file,
                             separate_hierarchy)
 from ussnb.separators import build_separator, save_separator
 from ussnb.taggers.base import TagOutput

@@ -210,9 +210,9 @@ class Run:
 
     def _require_separator(self) -> None:
         if not self.separator_path.is_file():
-            raise CheckpointError(f"{self.path or self.stage('training')}: no trained separator "
-                                  f"({STAGE_NAMES['training']}/{SEPARATOR_FILE} missing — run the pipeline up to "
-                                  "stage 04)")
+            raise CheckpointError(f"{self.path or self.stage('training')}: not a pipeline run directory with a "
+                                  f"trained separator ({STAGE_NAMES['training']}/{SEPARATOR_FILE} missing — run the "
+                                  "pipeline up to stage 04)")
 
     # ------------------------------------------------------------------ 05 hierarchy
     @property

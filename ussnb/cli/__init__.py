@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, DataError, UssnbError
+from ..errors import ConfigError, DataError, UssnbError
 
 EPILOG = """examples:
   ussnb data prepare starter            build the offline starter set (real recordings, weak labels)
@@ -36,7 +36,7 @@ def _split_pairs(items: list[str] | None, option: str) -> dict[str, str]:
 
 
 def _cmd_data_prepare(args) -> int:
-    from . import data
+    from .. import data
 
     kwargs = {}
     for key in ("n_train", "n_validation", "n_test"):
@@ -45,7 +45,7 @@ def _cmd_data_prepare(args) -> int:
     if args.install:
         if args.name != "starter":
             raise UssnbError("--install installs the starter set's system packages; only for `data prepare starter`")
-        from .data.recipes.starter import install_requirements
+        from ..data.recipes.starter import install_requirements
 
         install_requirements()
     if args.name != "folder" and (args.path or args.tags or args.dataset_name):
@@ -54,7 +54,7 @@ def _cmd_data_prepare(args) -> int:
     if args.name == "folder":
         if not args.path:
             raise ConfigError("`ussnb data prepare folder PATH --tags tags.csv`: give the folder of your audio files")
-        from .data.recipes.folder import prepare_folder
+        from ..data.recipes.folder import prepare_folder
 
         path = prepare_folder(args.path, args.tags, name=args.dataset_name, seed=args.seed, force=args.force)
         print(f"prepared {path.name} at {path} — train on it with `ussnb pipeline -p dataset={path}` "
@@ -78,10 +78,10 @@ def _cmd_data_prepare(args) -> int:
 
 
 def _cmd_data_info(args) -> int:
-    from . import data
+    from .. import data
 
     if args.name == "esc50-source":
-        from .data.recipes.esc50 import esc50_source_info
+        from ..data.recipes.esc50 import esc50_source_info
 
         print(json.dumps(esc50_source_info(), indent=1))
         return 0
@@ -103,7 +103,7 @@ def _cmd_data_info(args) -> int:
 
 
 def _cmd_labels(args) -> int:
-    from .ontology import load_ontology
+    from ..ontology import load_ontology
 
     onto = load_ontology(args.meta)
     hits = onto.search(args.text or "")
@@ -118,14 +118,14 @@ def _cmd_labels(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
-    from .doctor import run
+    from ..doctor import run
 
     return run(verbose=args.verbose or args.all)
 
 
 def _cmd_pipeline(args) -> int:
-    from .paths import check_output_folder, make_output_folder
-    from .pipeline import parse_overrides, run_pipeline
+    from ..paths import check_output_folder, make_output_folder
+    from ..pipeline import parse_overrides, run_pipeline
 
     run_dir = check_output_folder(args.run_dir, "--run-dir")
     created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # innermost first
@@ -146,9 +146,9 @@ def _cmd_pipeline(args) -> int:
 
 
 def _cmd_separate(args) -> int:
-    from .separation import run_separate
+    from .batch import run_separate
 
-    from .runtime import configure_threads
+    from ..runtime import configure_threads
 
     configure_threads(args.threads)
     failures: list = []
@@ -311,6 +311,3 @@ def main(argv: list[str] | None = None) -> int:
         print("ussnb: interrupted (finished work is kept; re-run to continue)", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,6 @@
+"""``python -m ussnb.cli ...`` = the ``ussnb`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())
