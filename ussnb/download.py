@@ -6,12 +6,12 @@ the caller allowed downloading.
 from __future__ import annotations
 
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from .errors import DownloadError
+from .io import atomic_path
 
 
 def download_file(
@@ -30,11 +30,9 @@ def download_file(
     dest = Path(dest)
     if dest.is_file() and dest.stat().st_size > 0:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+    with atomic_path(dest) as tmp:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
                 total = int((getattr(resp, "headers", None) or {}).get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                     while chunk := resp.read(1 << 20):
@@ -45,9 +43,5 @@ def download_file(
         if os.path.getsize(tmp) == 0:
             raise DownloadError(f"{url} returned an empty (0-byte) file; refusing to save it as {dest}")
         if validate is not None:
-            validate(Path(tmp))
-        os.replace(tmp, dest)
-        return dest
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            validate(tmp)
+    return dest

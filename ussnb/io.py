@@ -16,6 +16,27 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 
+class AtomicTarget:
+    """A temporary file beside ``path`` (a name unique to this call, ``tempfile.mkstemp``) that becomes ``path``
+    on :meth:`commit` or disappears on :meth:`abort` — for writers that stream into it over time (a WAV written
+    block by block, a download); :func:`atomic_path` is the same as a ``with`` block."""
+
+    def __init__(self, path: str | os.PathLike, suffix: str | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.",
+                                   suffix=f".part{self.path.suffix if suffix is None else suffix}", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """``with atomic_path(p) as tmp:`` write ``tmp`` in any way; on success it is renamed over ``p``.
@@ -25,16 +46,12 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     truncated one. On an exception the temporary file is removed and ``p`` is left as it was. ``suffix``
     (default: ``p``'s own, e.g. ``.npz``) matters to writers that choose a format by the file name.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix if suffix is None else suffix}",
-                               dir=path.parent)
-    os.close(fd)
+    target = AtomicTarget(path, suffix)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        yield target.tmp
+        target.commit()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        target.abort()
         raise
 
 

@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from .audio import (check_wave, resample as resample_array, segment_hop, stream_
                     stream_length, stream_overlap_add)
 from .errors import AudioError, CheckpointError, ConfigError, DataError, OntologyError, QueryError, UssnbError
 from .inference import forward_chunks
-from .io import atomic_write_text, short_hash
+from .io import AtomicTarget, atomic_write_text, short_hash
 from .paths import check_output_folder
 
 log = logging.getLogger(__name__)
@@ -673,11 +672,9 @@ class _WavWriter:
 
     def __init__(self, path: Path, sr: int, expected: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
+        self.target = AtomicTarget(self.path)
         fmt = "RF64" if expected is not None and expected * 4 > 0xF0000000 else "WAV"
-        self.file = sf.SoundFile(self.tmp, "w", samplerate=int(sr), channels=1, subtype="FLOAT", format=fmt)
+        self.file = sf.SoundFile(self.target.tmp, "w", samplerate=int(sr), channels=1, subtype="FLOAT", format=fmt)
         self.frames = 0
 
     def write(self, block: np.ndarray) -> None:
@@ -686,14 +683,12 @@ class _WavWriter:
 
     def commit(self) -> Path:
         self.file.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return self.target.commit()
 
     def abort(self) -> None:
         if not self.file.closed:
             self.file.close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        self.target.abort()
 
 
 def separate_file(
