@@ -81,3 +81,25 @@ def test_notebook_sources_take_parameters_from_the_sections():
         assert text.count("# ussnb-parameters: ") == 1, src.name
         cell = text.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
         assert not any(line.split(":")[0] in {"steps", "n_train", "tagger", "levels"} for line in cell.splitlines())
+
+
+def test_train_cli_reports_user_mistakes_in_one_line(tmp_path, capsys):
+    from ussnb.train import main
+
+    assert main(["--anchors", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--preset", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown preset 'nope'") and "Traceback" not in err[0]
+    assert main(["--anchors", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--config", "{bad"]) == 2
+    assert "--config is neither a JSON object" in capsys.readouterr().err
+
+
+def test_unknown_names_are_config_errors_the_cli_reports():
+    from ussnb.errors import ConfigError, UssnbError
+    from ussnb.separators import build_separator
+    from ussnb.taggers import get_tagger
+
+    for call in (lambda: build_separator("nope"), lambda: build_separator("meltcn", "huge", condition_size=4),
+                 lambda: get_tagger("nope")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert isinstance(info.value, UssnbError) and isinstance(info.value, ValueError)

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .io import atomic_path, atomic_write_text
 
 STRATEGIES = ("sed", "in-clip-random", "out-clip-random")
@@ -66,7 +66,7 @@ def sed_anchor(
 
     Returns ``(start, score)`` with ``0 ≤ start ≤ clip_samples − τ·sr`` (the whole clip if it is shorter)."""
     if not 0.0 < duration:
-        raise ValueError(f"anchor duration must be positive, got {duration}")
+        raise ConfigError(f"anchor duration must be positive, got {duration}")
     scores = anchor_scores(probs, duration, frame_rate)
     # argmax; on a plateau (an event shorter than τ gives one) take its middle, centring the event
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
@@ -121,9 +121,9 @@ def mine_clip(
 ) -> list[Anchor]:
     """Anchors of one clip for each of ``labels``. ``frames`` ``(frames, classes)`` is needed for ``sed``."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown anchor strategy {strategy!r}; choose from {STRATEGIES}")
+        raise ConfigError(f"unknown anchor strategy {strategy!r}; choose from {STRATEGIES}")
     if not 0.5 <= duration <= 10.0:
-        raise ValueError(f"anchor duration τ must be within 0.5 … 10 s, got {duration}")
+        raise ConfigError(f"anchor duration τ must be within 0.5 … 10 s, got {duration}")
     segment = int(round(duration * sample_rate))
     out = []
     for k in labels:
@@ -210,11 +210,11 @@ def mix_sources(
     sources = np.asarray(sources, dtype=np.float32)
     J = sources.shape[0]
     if not 2 <= J <= 4:
-        raise ValueError(f"mix 2, 3 or 4 sources, got {J}")
+        raise ConfigError(f"mix 2, 3 or 4 sources, got {J}")
     if not 1 <= n_targets < J:
-        raise ValueError(f"n_targets must be in 1 … J-1 = {J - 1}, got {n_targets}")
+        raise ConfigError(f"n_targets must be in 1 … J-1 = {J - 1}, got {n_targets}")
     if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; choose from {AUGMENTATIONS}")
+        raise ConfigError(f"unknown augmentation {augmentation!r}; choose from {AUGMENTATIONS}")
     e = energy(sources)
     if e[:n_targets].sum() <= EPS:
         raise ValueError("the target anchor is silent")

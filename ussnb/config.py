@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Mapping, Optional, Union  # noqa: F401  (annotations of the sections below)
 
+from .errors import ConfigError
+
 
 def _p(default: Any, help: str):
     """A field with its help text (a list or dict default is copied per instance)."""
@@ -147,7 +149,7 @@ STAGE_SECTION: dict[str, str] = {stage: name for name, (_, stage) in SECTIONS.it
 def section_fields(section: str) -> dict[str, Any]:
     """``{name: dataclasses.Field}`` of one section (unknown section → ValueError listing them)."""
     if section not in SECTIONS:
-        raise ValueError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
+        raise ConfigError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
     return {f.name: f for f in fields(SECTIONS[section][0])}
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .audio import load_audio
-from .errors import AudioError, DataError
+from .errors import AudioError, ConfigError, DataError
 
 CONDITION_TYPES = ("onehot", "soft", "embedding", "finetune", "shortcut", "adaptor")
 LEARNABLE = ("finetune", "shortcut", "adaptor")
@@ -58,7 +58,7 @@ class QueryNet(nn.Module):
     def __init__(self, tagger: nn.Module, kind: str = "soft", output: str | None = None, hidden: int = 512):
         super().__init__()
         if kind not in CONDITION_TYPES or kind == "onehot":
-            raise ValueError(f"query net kind must be one of {CONDITION_TYPES[1:]}, got {kind!r}")
+            raise ConfigError(f"query net kind must be one of {CONDITION_TYPES[1:]}, got {kind!r}")
         self.kind = kind
         self.output = output or ("embedding" if kind == "embedding" else "soft")
         if kind in ("soft", "embedding"):

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CheckpointError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 
 # notebook stem -> short key; a stage receives "<key>_dir" of itself and of every earlier stage
 STAGES: list[tuple[str, str]] = [
@@ -67,7 +67,7 @@ class Run:
         self._dirs = {k: Path(v) for k, v in (dirs or {}).items() if v}
         unknown = sorted(set(self._dirs) - set(STAGE_NAMES))
         if unknown:
-            raise ValueError(f"unknown stage key(s) {unknown}; stages: {', '.join(STAGE_NAMES)}")
+            raise ConfigError(f"unknown stage key(s) {unknown}; stages: {', '.join(STAGE_NAMES)}")
 
     @classmethod
     def from_dirs(cls, run_dir: str | os.PathLike | None = None, **stage_dirs: str | os.PathLike) -> "Run":
@@ -94,7 +94,7 @@ class Run:
         ``separation``, ``evaluation``; a stem such as ``04_training`` works too)."""
         key = {name: k for k, name in STAGE_NAMES.items()}.get(key, key)
         if key not in STAGE_NAMES:
-            raise ValueError(f"unknown stage {key!r}; stages: {', '.join(STAGE_NAMES)}")
+            raise ConfigError(f"unknown stage {key!r}; stages: {', '.join(STAGE_NAMES)}")
         if key in self._dirs:
             return self._dirs[key]
         if self.path is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 
 from .anchors import AnchorSet, detected_sets, group_disjoint, mix_sources, roll_groups
 from .audio import resample
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .io import atomic_path
 from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
 from .queries import CONDITION_TYPES, LEARNABLE
@@ -320,7 +321,7 @@ def _loss(kind: str, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (est - target).abs().mean()
     if kind == "neg-sdr":
         return -sdr_torch(target, est, eps=1e-8).mean()
-    raise ValueError(f"unknown loss {kind!r}; use 'l1' or 'neg-sdr'")
+    raise ConfigError(f"unknown loss {kind!r}; use 'l1' or 'neg-sdr'")
 
 
 def train_separator(
@@ -345,9 +346,9 @@ def train_separator(
 
     cfg = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
     if cfg.condition not in CONDITION_TYPES:
-        raise ValueError(f"unknown condition {cfg.condition!r}; choose from {CONDITION_TYPES}")
+        raise ConfigError(f"unknown condition {cfg.condition!r}; choose from {CONDITION_TYPES}")
     if cfg.condition in LEARNABLE and query_net is None:
-        raise ValueError(f"condition '{cfg.condition}' needs a query_net (a learnable ussnb.queries.QueryNet)")
+        raise ConfigError(f"condition '{cfg.condition}' needs a query_net (a learnable ussnb.queries.QueryNet)")
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
     out = Path(out_dir)
@@ -361,7 +362,7 @@ def train_separator(
     audio = AnchorAudio(anchors, sr, progress=progress and rank == 0)
     if cfg.condition in LEARNABLE:
         if query_net.sample_rate != sr:
-            raise ValueError(f"learnable conditions need the separator at the tagger's rate ({query_net.sample_rate} Hz)")
+            raise ConfigError(f"learnable conditions need the separator at the tagger's rate ({query_net.sample_rate} Hz)")
         query_net.train()
     sampler = MixtureSampler(anchors, audio, cfg, rank=rank, world=world)
     params = list(model.parameters()) + ([p for p in query_net.parameters() if p.requires_grad] if query_net else [])
@@ -462,7 +463,21 @@ def train_separator(
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     """``python -m ussnb.train --anchors DIR [--val-anchors DIR] --out DIR [--config JSON]``; under
-    ``torchrun`` every process joins a (gloo on CPU) process group first."""
+    ``torchrun`` every process joins a (gloo on CPU) process group first. A user mistake (unknown preset or
+    setting, missing anchors, a bad value) is one ``error:`` line and exit status 2, not a traceback."""
+    from .errors import UssnbError
+
+    try:
+        return _main(argv)
+    except UssnbError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"error: --config is neither a JSON object nor a JSON file: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ussnb.train", description=__doc__.splitlines()[0])
     parser.add_argument("--anchors", required=True, help="cached training anchor set (stage 02 output)")
     parser.add_argument("--val-anchors", help="cached validation anchor set")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_torch_save
+from .errors import ConfigError
 
 
 def capture_rng(generators: dict[str, np.random.Generator] | None = None) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def warmup_lambda(schedule: str, warmup_steps: int, total_steps: int):
 
     table = {"constant": constant, "paper": paper, "linear-cosine": linear_cosine}
     if schedule not in table:
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {sorted(table)}")
+        raise ConfigError(f"unknown schedule {schedule!r}; choose from {sorted(table)}")
     return table[schedule]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from ..checkpoint import load_state_dict_checked, read_checkpoint, save_checkpoint
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .base import Separator
 from .meltcn import MelTCN
 from .resunet import PRESETS, ResUNet, ResUNet30, ResUNet60, load_official_uss_checkpoint
@@ -47,7 +47,7 @@ def _lookup(name: str) -> type[Separator]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown separator {name!r}; available: {available_separators()}") from None
+        raise ConfigError(f"unknown separator {name!r}; available: {available_separators()}") from None
 
 
 def build_separator(name: str, preset: str | None = None, **config) -> nn.Module:
@@ -55,7 +55,7 @@ def build_separator(name: str, preset: str | None = None, **config) -> nn.Module
     cls = _lookup(name)
     if preset is not None:
         if not hasattr(cls, "from_preset"):
-            raise ValueError(f"separator {name!r} has no presets")
+            raise ConfigError(f"separator {name!r} has no presets")
         return cls.from_preset(preset, **config)
     return cls(**config)
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from .base import Separator
 from .stft import STFT, check_call
+from ..errors import ConfigError
 
 PRESETS = {
     "default": dict(channels=128, dilations=(1, 2, 4, 8, 16, 32, 64, 128)),
@@ -128,7 +129,7 @@ class MelTCN(Separator):
     @classmethod
     def from_preset(cls, preset: str = "default", **overrides):
         if preset not in PRESETS:
-            raise ValueError(f"unknown MelTCN preset {preset!r}; choose from {sorted(PRESETS)}")
+            raise ConfigError(f"unknown MelTCN preset {preset!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[preset], **overrides})
 
     def mel_mask(self, mag: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:

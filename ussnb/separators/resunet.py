@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_state_dict_checked
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .base import Separator
 from .stft import STFT, magnitude_phase, check_call
 
@@ -391,7 +391,7 @@ class ResUNet(Separator):
         """Build from a size preset (``paper``, ``small``, ``tiny``, see ``PRESETS``); for ResUNet30 only the
         ``paper`` preset uses the official layout."""
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         kwargs = dict(PRESETS[preset])
         if cls is ResUNet30:
             kwargs["official_layout"] = preset == "paper"

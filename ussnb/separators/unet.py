@@ -16,6 +16,7 @@ from torch import nn
 from .resunet import PRESETS
 from .base import Separator
 from .stft import STFT, check_call
+from ..errors import ConfigError
 
 
 class ConvBNReLUFiLM(nn.Module):
@@ -91,7 +92,7 @@ class UNet(Separator):
     @classmethod
     def from_preset(cls, preset: str = "small", **overrides):
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[preset], **overrides})
 
     def forward(self, mixture, condition: torch.Tensor | None = None):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import FRAME_RATE, TagOutput, Tagger, WeightsNotFoundError
+from ..errors import ConfigError
 
 _PANNS = {
     "panns-cnn6": "Cnn6",
@@ -36,7 +37,7 @@ def available_taggers() -> list[str]:
 def _check(name: str) -> str:
     key = name.lower()
     if key not in available_taggers():
-        raise KeyError(f"unknown tagger {name!r}; available: {available_taggers()}")
+        raise ConfigError(f"unknown tagger {name!r}; available: {available_taggers()}")
     return key
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from ..checkpoint import check_state_dict
 from ..features import EfficientATMel
 from .base import TagOutput, Tagger, interpolate_frames, read_official_state_dict, resolve_weights
+from ..errors import ConfigError
 
 RELEASE_URL = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/"
 PRETRAINED = {"mn04_as": dict(width_mult=0.4, file="mn04_as_mAP_432.pt")}
@@ -166,7 +167,7 @@ class MobileNetAT(Tagger):
                  window_batch: int = 128) -> None:
         super().__init__()
         if frame_method not in ("window", "activation"):
-            raise ValueError(f"frame_method must be 'window' or 'activation', got {frame_method!r}")
+            raise ConfigError(f"frame_method must be 'window' or 'activation', got {frame_method!r}")
         self.config = dict(width_mult=width_mult, classes=classes, strides=list(strides), se_ratio=se_ratio,
                            last_channel=last_channel, dropout=dropout)
         self.sample_rate, self.classes = 32000, int(classes)
@@ -266,7 +267,7 @@ def load_efficientat(name: str = "mn04_as", path: str | os.PathLike | None = Non
     ``download`` and online). Mismatches raise :class:`~ussnb.errors.CheckpointError`; a missing file raises
     :class:`~ussnb.taggers.base.WeightsNotFoundError`. Returns the model in eval mode."""
     if name not in PRETRAINED:
-        raise KeyError(f"unknown EfficientAT model {name!r}; available: {sorted(PRETRAINED)}")
+        raise ConfigError(f"unknown EfficientAT model {name!r}; available: {sorted(PRETRAINED)}")
     spec = PRETRAINED[name]
     model = MobileNetAT(width_mult=spec["width_mult"], **model_kw)
     file = resolve_weights(spec["file"], RELEASE_URL + spec["file"], path, download=download)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import check_state_dict
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..features import PannsLogMel
 from .base import TagOutput, Tagger, read_official_state_dict, repeat_frames, resolve_weights
 
@@ -290,7 +290,7 @@ def _canonical(name: str) -> str:
     for key in MODELS:
         if name.lower().replace("-", "_") in (key.lower(), f"panns_{key.lower()}"):
             return key
-    raise KeyError(f"unknown PANNs model {name!r}; available: {sorted(MODELS)}")
+    raise ConfigError(f"unknown PANNs model {name!r}; available: {sorted(MODELS)}")
 
 
 def load_panns(name: str, path: str | os.PathLike | None = None, *, download: bool = True,

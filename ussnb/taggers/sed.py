@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_state_dict_checked, read_checkpoint, save_checkpoint
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..features import PannsLogMel
 from .base import TagOutput, Tagger, interpolate_frames
 
@@ -75,7 +75,7 @@ class SedCnn(Tagger):
                  labels: Sequence[str] | None = None) -> None:
         super().__init__()
         if pooling not in ("max", "attention"):
-            raise ValueError(f"pooling must be 'max' or 'attention', got {pooling!r}")
+            raise ConfigError(f"pooling must be 'max' or 'attention', got {pooling!r}")
         if len(channels) != len(time_pools):
             raise ValueError("channels and time_pools must have the same length")
         if labels is not None and len(labels) != classes:
