@@ -156,3 +156,23 @@ def test_query_by_other_anchors_of_the_class(anchor_dirs):
         _, history = train_separator(*anchor_dirs, Path(tmp), {**TINY, "condition": "embedding", "query_other": 0.5},
                                      progress=False)
     assert len(history) == 6 and all(np.isfinite(h["loss"]) for h in history)
+
+
+def test_bf16_training_on_an_explicit_cpu_device(anchor_dirs, tmp_path):
+    """device="cpu" + bf16 autocast: the steps run, the loss stays fp32 and finite, the checkpoint is fp32 and
+    device-free, and the run resumes on the default device (one state, any device)."""
+    cfg = {**TINY, "steps": 4, "val_every": 2, "checkpoint_every": 2}
+    model, history = train_separator(*anchor_dirs, tmp_path, cfg, progress=False, device="cpu", precision="bf16")
+    assert len(history) == 4 and all(np.isfinite(h["loss"]) for h in history) and "val_sdri" in history[1]
+    payload = torch.load(tmp_path / "separator.pt", weights_only=False)
+    assert all(v.device.type == "cpu" and v.dtype != torch.bfloat16 for v in payload["state_dict"].values())
+    _, again = train_separator(*anchor_dirs, tmp_path, cfg, progress=False)  # finished state: nothing to redo
+    assert [h["loss"] for h in again] == [h["loss"] for h in history]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (CPU-only torch build)")
+def test_training_on_cuda(anchor_dirs, tmp_path):
+    model, history = train_separator(*anchor_dirs, tmp_path, {**TINY, "steps": 3}, progress=False, device="cuda")
+    assert next(model.parameters()).device.type == "cuda" and all(np.isfinite(h["loss"]) for h in history)
+    assert all(v.device.type == "cpu" for v in torch.load(tmp_path / "separator.pt", weights_only=False)
+               ["state_dict"].values())

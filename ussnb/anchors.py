@@ -387,7 +387,7 @@ def mine_anchor_set(
             if strategy == "sed" and group:
                 n = max(w.shape[0] for _, _, w in group)
                 stack = np.stack([np.pad(w, (0, n - w.shape[0])) for _, _, w in group])
-                frames_all = tagger.tag(stack).frames.numpy()
+                frames_all = tagger.tag(stack).frames.cpu().numpy()
                 frames_of = [frames_all[j, : tagger.num_frames(w.shape[0])] for j, (_, _, w) in enumerate(group)]
                 if frames_out is not None:
                     for (ci, _, _), f in zip(group, frames_of):
@@ -530,7 +530,7 @@ def batch_on_the_fly(
     frames = None
     if strategy == "sed":
         with torch.inference_mode():
-            frames = tagger.tag(np.stack(waves)).frames.numpy()
+            frames = tagger.tag(np.stack(waves)).frames.cpu().numpy()
     segs = []
     for b, ((k, c), wave) in enumerate(zip(picks, waves)):
         a = mine_clip(strategy, [k], wave.shape[0], sr, duration, rng, None if frames is None else frames[b],

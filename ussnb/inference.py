@@ -20,6 +20,15 @@ import torch
 from .errors import SeparationError
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s weights live (inputs are moved there; outputs come back to the CPU as float32)."""
+    if getattr(model, "device", None) is not None and isinstance(model.device, torch.device):
+        return model.device
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 def forward_chunks(model: torch.nn.Module, chunks: np.ndarray, conditions: np.ndarray,
                    *, batch_size: int | None = None) -> np.ndarray:
     """``(B, n)`` chunks and ``(B, C)`` (or one ``(C,)``) conditions → ``(B, n)`` float32 estimates.
@@ -36,9 +45,11 @@ def forward_chunks(model: torch.nn.Module, chunks: np.ndarray, conditions: np.nd
     b, n = chunks.shape
     step = b if not batch_size else int(batch_size)
     out = np.empty((b, n), np.float32)
+    device = model_device(model)
     with torch.inference_mode():
         for i in range(0, b, max(1, step)):
-            y = model(torch.from_numpy(chunks[i:i + step])[:, None], torch.from_numpy(conditions[i:i + step]))[:, 0]
+            x = torch.from_numpy(chunks[i:i + step])[:, None].to(device)
+            y = model(x, torch.from_numpy(conditions[i:i + step]).to(device))[:, 0]
             y = y.float().cpu().numpy()
             if y.shape[1] != n:
                 y = y[:, :n] if y.shape[1] > n else np.pad(y, ((0, 0), (0, n - y.shape[1])))

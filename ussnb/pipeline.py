@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 RESERVED = {"stage_dir", "run_dir", "INTERACTIVE"} | {f"{key}_dir" for _, key in STAGES}
 # settings of the runner itself (not notebook parameters): preset keys or ``ussnb pipeline`` options
-RUNNER_SETTINGS = {"threads"}
+RUNNER_SETTINGS = {"threads", "device", "precision"}
 PROGRESS_FILE = ".progress.json"
 
 
@@ -202,15 +202,19 @@ def run_pipeline(
     log_output: bool = False,
     threads: int | None = None,
     status_interval: float | None = None,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Execute the stage notebooks in order; returns the run directory.
 
     ``threads``: torch threads of every notebook kernel (default: the preset's ``threads``, else the cores
-    available; :mod:`ussnb.runtime`). While a stage runs a status line shows cells done, elapsed time, an
+    available; :mod:`ussnb.runtime`). ``device`` / ``precision`` (default: the preset's ``device`` /
+    ``precision``, else auto / fp32) reach the kernels as ``USSNB_DEVICE`` / ``USSNB_PRECISION``; a precision
+    other than fp32 is part of every stage's digest (its results differ). While a stage runs a status line shows cells done, elapsed time, an
     estimate from the stage's last recorded time, and the progress of its long loop (every ``status_interval``
     seconds; default 1 s on a terminal, 30 s otherwise).
     """
-    from .runtime import resolve_threads, thread_env
+    from .runtime import check_precision, device_env, resolve_device, resolve_threads, thread_env
 
     run_dir = Path(run_dir)
     # notebooks run with their stage folder as working directory: pin the data root to an absolute path
@@ -221,14 +225,17 @@ def run_pipeline(
     package_root = str(Path(__file__).resolve().parents[1])
     params = load_preset(preset) | dict(overrides or {})
     n_threads = resolve_threads(threads if threads is not None else params.get("threads"))
+    device = str(device if device is not None else params.get("device") or "auto")
+    resolve_device(device)  # a CUDA-less machine asked for cuda: refused before anything runs
+    precision = check_precision(precision if precision is not None else params.get("precision"), device)
     env = {"USSNB_DATA": str(data_root().resolve()),
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
-           **thread_env(n_threads)}
+           **thread_env(n_threads), **device_env(device, precision)}
     previous = {k: os.environ.get(k) for k in (*env, "USSNB_PROGRESS_FILE")}
     os.environ.update(env)
     try:
         return _run(preset, params, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output,
-                    n_threads, status_interval)
+                    n_threads, status_interval, precision)
     finally:
         for key, value in previous.items():
             if value is None:
@@ -238,7 +245,7 @@ def run_pipeline(
 
 
 def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output,
-         n_threads, status_interval) -> Path:
+         n_threads, status_interval, precision: str = "fp32") -> Path:
     import papermill as pm
 
     from .io import atomic_write_text
@@ -252,7 +259,7 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(run_dir)
     config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": notebook_params,
-              "runner": {"threads": n_threads}, "stages": {name: values for name, values in resolved.items()}}
+              "runner": {"threads": n_threads, "device": os.environ.get("USSNB_DEVICE"), "precision": precision}, "stages": {name: values for name, values in resolved.items()}}
     atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
     print(f"[ussnb] preset {preset}: {len(chosen)} stage(s) into {run_dir}, {n_threads} torch thread(s) per kernel",
           flush=True)
@@ -263,7 +270,8 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
         values = resolved[stage.name]
         stage_dir = Path(values["stage_dir"])
         marker = run.done_marker(stage.name)
-        digest = _hash(values | {"notebook": _file_hash(stage.notebook)})
+        digest = _hash(values | {"notebook": _file_hash(stage.notebook)}
+                       | ({"precision": precision} if precision != "fp32" else {}))
         if not force and not upstream_ran and marker.is_file() and marker.read_text().strip() == digest:
             log.info("stage %s already done with these parameters; skipping", stage.name)
             print(f"[ussnb] {stage.name}: done before with the same parameters, skipped")

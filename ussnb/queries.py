@@ -209,6 +209,6 @@ def query_by_example(
         outs = []
         with torch.inference_mode():
             for i in range(0, len(segs), batch_size):
-                outs.append(query_net(torch.from_numpy(segs[i:i + batch_size])).float().numpy())
+                outs.append(query_net(torch.from_numpy(segs[i:i + batch_size])).float().cpu().numpy())
         per_file.append(np.concatenate(outs).mean(axis=0))
     return np.mean(per_file, axis=0).astype(np.float32)

@@ -119,3 +119,68 @@ def thread_report() -> dict[str, Any]:
         pass
     info["env"] = {k: os.environ[k] for k in (ENV_THREADS, *_POOL_ENV, *_BLAS_ENV) if k in os.environ}
     return info
+
+
+# ============================================================================================ devices and precision
+ENV_DEVICE = "USSNB_DEVICE"
+ENV_PRECISION = "USSNB_PRECISION"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_device(device: Any = None):
+    """``auto`` (default; or ``USSNB_DEVICE``) → ``cuda`` when a GPU is usable, else ``cpu``; ``cpu``, ``cuda``,
+    ``cuda:N`` as given. A ``torch.device`` passes through. Asking for CUDA on a machine without it (a CPU-only
+    torch build, no driver, N out of range) is a :class:`ConfigError` that says so — never a silent CPU run."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    spec = str(device if device is not None else os.environ.get(ENV_DEVICE) or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or (spec.startswith("cuda:") and spec[5:].isdigit()):
+        if not torch.cuda.is_available():
+            why = ("this torch is a CPU-only build" if torch.version.cuda is None
+                   else "no CUDA GPU or driver is usable")
+            raise ConfigError(f"device {spec!r}: {why} (torch {torch.__version__}); use --device cpu or auto")
+        index = int(spec[5:]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return torch.device(spec)
+    raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
+def check_precision(precision: Any, device=None) -> str:
+    """``fp32`` | ``bf16`` | ``fp16`` (default: ``USSNB_PRECISION`` or fp32). fp16 needs CUDA (on a CPU use bf16)."""
+    value = str(precision if precision is not None else os.environ.get(ENV_PRECISION) or "fp32").strip().lower()
+    if value not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if value == "fp16" and device is not None and resolve_device(device).type != "cuda":
+        raise ConfigError("precision fp16 needs a CUDA device (float16 autocast); on a CPU use bf16 or fp32")
+    return value
+
+
+def autocast(device, precision: str):
+    """The autocast context of ``precision`` on ``device`` (fp32: none). Weights stay fp32 (the master copy);
+    losses and metrics are computed on ``.float()`` outputs by the callers."""
+    import contextlib
+
+    import torch
+
+    precision = check_precision(precision, device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(resolve_device(device).type, dtype=dtype)
+
+
+def device_env(device: Any = None, precision: Any = None) -> dict[str, str]:
+    """Environment that hands a device / precision to child processes (the pipeline's notebook kernels)."""
+    env = {}
+    if device is not None:
+        env[ENV_DEVICE] = str(device)
+    if precision is not None:
+        env[ENV_PRECISION] = check_precision(precision)
+    return env

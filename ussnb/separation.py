@@ -194,18 +194,26 @@ class SeparationBundle:
         return Run(folder).bundle(**kwargs)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, run: Any = None, tagger: Any = None) -> "SeparationBundle":
+    def from_checkpoint(cls, path: str | os.PathLike, *, run: Any = None, tagger: Any = None, device: Any = None,
+                        precision: str | None = None) -> "SeparationBundle":
         """A ``separator.pt`` written by :func:`ussnb.train.train_separator` (or ``save_separator`` with the
         extras ``condition`` and ``labels``). ``run``: the :class:`~ussnb.run.Run` whose tagger, class-average
         conditions and dataset names go with it — by default the run the checkpoint sits in (its training
-        folder), if any. ``tagger``: a tagger object to use instead of the run's."""
+        folder), if any. ``tagger``: a tagger object to use instead of the run's. ``device`` (auto | cpu |
+        cuda[:N]; default ``USSNB_DEVICE`` or auto) and ``precision`` (fp32 | bf16 | fp16 | best; default
+        ``USSNB_PRECISION`` or fp32): where and how the separator runs — the model is
+        :func:`ussnb.separators.optimize`'s module, the tagger and query net follow it to the device."""
         from .checkpoint import read_checkpoint
         from .run import Run
-        from .separators import load_separator
+        from .runtime import check_precision, resolve_device
+        from .separators import load_separator, optimize
 
         path = Path(path)
         payload = read_checkpoint(path)
         model = load_separator(path, payload)  # one read of the file
+        device = resolve_device(device)
+        model = optimize(model, precision if precision == "best" else check_precision(precision, device),
+                         device=device)
         kind = payload.get("condition")
         labels = payload.get("labels")
         if kind is None or labels is None:
@@ -237,6 +245,13 @@ class SeparationBundle:
         return int(self.model.sample_rate)
 
     @property
+    def device(self):
+        """Where the separator (and with it the tagger and query net) runs."""
+        from .inference import model_device
+
+        return model_device(self.model)
+
+    @property
     def condition_size(self) -> int:
         return int(self.model.condition_size)
 
@@ -252,7 +267,7 @@ class SeparationBundle:
                 raise CheckpointError(
                     f"{self.source}: no tagger is known for this checkpoint (query by example and hierarchical "
                     "separation need one) — pass the pipeline run directory instead of the bare checkpoint")
-            self._tagger = self.tagger_loader()
+            self._tagger = self.tagger_loader().to(self.device)
             if int(self._tagger.classes) != self.classes:
                 raise CheckpointError(f"the tagger has {self._tagger.classes} classes, the separator's dataset "
                                       f"{self.classes}")
@@ -291,7 +306,7 @@ class SeparationBundle:
             if int(net.dim) != self.condition_size:
                 raise CheckpointError(f"the query net gives {net.dim}-dim conditions, the separator expects "
                                       f"{self.condition_size}")
-            self._query_net = net.eval()
+            self._query_net = net.to(self.device).eval()
         return self._query_net
 
     def calibrated_thresholds(self) -> dict[int, float] | None:
@@ -780,7 +795,7 @@ def tag_segments(
                     conds.append(out.embedding.detach().cpu().float().numpy())
                 else:
                     with torch.inference_mode():
-                        conds.append(bundle.query_net()(torch.from_numpy(x)).float().numpy())
+                        conds.append(bundle.query_net()(torch.from_numpy(x)).float().cpu().numpy())
             bar.update(len(pending))
             pending.clear()
 

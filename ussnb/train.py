@@ -333,13 +333,20 @@ def train_separator(
     query_net=None,
     progress: bool = True,
     stop_after: int | None = None,
+    device: Any = None,
+    precision: str | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a separator on a cached anchor set; resumes from ``out_dir/state.pt``.
 
     Writes ``out_dir/separator.pt`` (loadable with :func:`ussnb.separators.load_separator`; also records the
     condition type, the anchors' tagger and labels), ``history.json`` and ``validation.json`` (floor/IRM).
     ``stop_after`` ends this call after that many steps *without* finishing the run (for tests of resuming).
+    ``device`` (auto | cpu | cuda[:N]; default ``USSNB_DEVICE`` or auto) holds the model, the query net and
+    every batch; ``precision`` (fp32 | bf16 | fp16; default ``USSNB_PRECISION`` or fp32) is the autocast of the
+    forward pass — weights stay fp32, the loss and the validation SDR are computed in fp32, fp16 uses a
+    GradScaler (CUDA only). The saved checkpoint is device-free; a state saved on one device resumes on another.
     """
+    from .runtime import autocast, check_precision, resolve_device
     from .progress import progress_bar
 
     from .separators import build_separator, save_separator
@@ -353,11 +360,15 @@ def train_separator(
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(device)
+    precision = check_precision(precision, device)
     seed_everything(cfg.seed)
     anchors = AnchorSet(anchors_dir)
     model = build_separator(cfg.separator, cfg.separator_preset,
                             **{"condition_size": condition_size(anchors, cfg.condition, query_net),
-                               **cfg.separator_config})
+                               **cfg.separator_config}).to(device)
+    if query_net is not None:
+        query_net.to(device)
     sr = int(model.sample_rate)
     audio = AnchorAudio(anchors, sr, progress=progress and rank == 0)
     if cfg.condition in LEARNABLE:
@@ -368,7 +379,14 @@ def train_separator(
     params = list(model.parameters()) + ([p for p in query_net.parameters() if p.requires_grad] if query_net else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(cfg.schedule, cfg.warmup_steps, cfg.steps))
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if dist else model
+    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0] if device.type ==
+                                                           "cuda" else None) if dist else model)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    pin = device.type == "cuda"
+
+    def to_device(array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(array)
+        return (t.pin_memory() if pin else t).to(device, non_blocking=pin)
 
     val = None
     if val_anchors_dir is not None and rank == 0:
@@ -411,20 +429,23 @@ def train_separator(
     t0, steps_this_call = time.time(), 0
     while step < cfg.steps:
         batch = sampler.next()
-        x = torch.from_numpy(batch["mixture"])[:, None]
-        s = torch.from_numpy(batch["target"])[:, None]
+        x = to_device(batch["mixture"])[:, None]
+        s = to_device(batch["target"])[:, None]
         q = batch["query"]  # (items, k): the mean condition of these anchors asks for each item's target
-        if cfg.condition in LEARNABLE:
-            c = query_net(torch.from_numpy(audio[q.ravel()]))
-        else:
-            c = torch.from_numpy(condition_vectors(anchors, q.ravel(), cfg.condition))
-        c = c.view(q.shape[0], q.shape[1], -1).mean(dim=1)
-        est = ddp_model(x, c)
-        loss = _loss(cfg.loss, est, s)
+        with autocast(device, precision):
+            if cfg.condition in LEARNABLE:
+                c = query_net(to_device(audio[q.ravel()]))
+            else:
+                c = to_device(condition_vectors(anchors, q.ravel(), cfg.condition))
+            c = c.view(q.shape[0], q.shape[1], -1).mean(dim=1)
+            est = ddp_model(x, c)
+        loss = _loss(cfg.loss, est.float(), s)  # the loss in fp32 whatever the forward's precision
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         step += 1
         steps_this_call += 1
@@ -433,7 +454,7 @@ def train_separator(
         if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             if val_cond is None:
                 with torch.inference_mode():
-                    val_c = query_net(torch.from_numpy(val_audio[val["anchor"]])).numpy()
+                    val_c = query_net(to_device(val_audio[val["anchor"]])).float().cpu().numpy()
             else:
                 val_c = val_cond
             sc = score(model, val, val_c)
@@ -490,6 +511,9 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (default: the cores available, shared among the local "
                              "torchrun processes)")
+    from .cli import add_device_options
+
+    add_device_options(parser)
     args = parser.parse_args(argv)
     text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
     from .pipeline import load_preset, parse_overrides, section_values
@@ -500,17 +524,24 @@ def _main(argv: list[str] | None) -> int:
         parser.error(f"unknown TrainConfig field(s) {unknown}; fields: {', '.join(TrainConfig.__dataclass_fields__)}")
     cfg = TrainConfig.from_params((section_values(load_preset(args.preset), "train") if args.preset else {}) | extra)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    from .runtime import available_cores, configure_threads
+    from .runtime import available_cores, check_precision, configure_threads, resolve_device
+
+    device = resolve_device(args.device)
+    if distributed and device.type == "cuda":  # one GPU per process: torchrun's LOCAL_RANK picks it
+        device = resolve_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(device)
+    precision = check_precision(args.precision, device)
 
     threads = args.threads
     if not threads and distributed:  # N local processes share the cores
         threads = max(1, available_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     configure_threads(threads)
     if distributed:
-        torch.distributed.init_process_group("gloo")
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         _, history = train_separator(args.anchors, args.val_anchors, args.out, cfg,
-                                     progress=int(os.environ.get("RANK", "0")) == 0)
+                                     progress=int(os.environ.get("RANK", "0")) == 0, device=device,
+                                     precision=precision)
         rank = int(os.environ.get("RANK", "0"))
         param_sum = float(sum(p.double().sum() for p in _.parameters()))
         (Path(args.out) / f"losses_rank{rank}.json").write_text(

@@ -123,6 +123,15 @@ def _cmd_doctor(args) -> int:
     return run(verbose=args.verbose or args.all)
 
 
+def add_device_options(parser, best: bool = False) -> None:
+    """``--device`` and ``--precision`` (shared by ``ussnb separate``, ``ussnb pipeline``, ``python -m ussnb.train``)."""
+    parser.add_argument("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
+                        help="where models run (default: USSNB_DEVICE, else auto = CUDA when available)")
+    parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"] + (["best"] if best else []),
+                        help="autocast precision, weights stay fp32 (default fp32; fp16 needs CUDA"
+                             + ("; best: the fastest mode measured here within 30 dB of fp32)" if best else ")"))
+
+
 def _cmd_pipeline(args) -> int:
     from ..paths import check_output_folder, make_output_folder
     from ..pipeline import parse_overrides, run_pipeline
@@ -133,7 +142,8 @@ def _cmd_pipeline(args) -> int:
     try:
         run_dir = run_pipeline(args.preset, run_dir, overrides=parse_overrides(args.param or []),
                                stages=args.stages, force=args.force, notebooks_dir=args.notebooks,
-                               log_output=args.verbose, threads=args.threads)
+                               log_output=args.verbose, threads=args.threads, device=args.device,
+                               precision=args.precision)
     except UssnbError:
         for folder in created:  # refused before anything ran: leave no empty folders behind
             try:
@@ -156,7 +166,8 @@ def _cmd_separate(args) -> int:
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
-        progress=not args.no_progress, on_failure=lambda path, exc: failures.append((path, exc)),
+        progress=not args.no_progress, device=args.device, precision=args.precision,
+        on_failure=lambda path, exc: failures.append((path, exc)),
     )
     where = Path(args.out) / "summary.json"
     print(f"summary: {where} ({failed} input(s) failed)" if failed else f"summary: {where}")
@@ -239,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_pipe.add_argument("--stages", nargs="*", help="run only these stages (e.g. 00 01 or data sed)")
     p_pipe.add_argument("--force", action="store_true", help="re-run stages even if done")
     p_pipe.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
+    add_device_options(p_pipe)
     p_pipe.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads per notebook kernel (default: the preset's `threads`, else the cores "
                              "available; BLAS always 1)")
@@ -287,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sep.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch CPU threads (default: the cores available; BLAS always 1)")
     p_sep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_options(p_sep, best=True)
     p_sep.set_defaults(func=_cmd_separate)
     return parser
 

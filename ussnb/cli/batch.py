@@ -81,6 +81,8 @@ def run_separate(
     overlap: float = 0.25,
     batch_size: int = 8,
     progress: bool = True,
+    device: Any = None,
+    precision: str | None = None,
     echo: Callable[[str], None] = print,
     on_failure: Callable[[Path, UssnbError], None] | None = None,
 ) -> tuple[dict, int]:
@@ -93,9 +95,15 @@ def run_separate(
     (:class:`~ussnb.errors.ConfigError`, :class:`~ussnb.errors.AudioError`: out-of-range settings, missing
     inputs, a file reached twice, an output folder that is a file, not writable, or inside an input folder).
     An input that fails on its own (unreadable, wrong rate, ...) is marked failed, reported to
-    ``on_failure(path, error)`` and the other inputs go on; finished outputs are never removed."""
+    ``on_failure(path, error)`` and the other inputs go on; finished outputs are never removed. ``device`` /
+    ``precision``: where and how the separator runs (:meth:`SeparationBundle.load`; checked before loading)."""
+    from ..runtime import check_precision, resolve_device
+
     from tqdm.auto import tqdm
 
+    device = resolve_device(device)
+    if precision != "best":
+        precision = check_precision(precision, device)
     modes = sum(x is not None and x != [] for x in (query, examples, levels))
     if modes != 1:
         raise ConfigError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
@@ -120,7 +128,7 @@ def run_separate(
             raise ConfigError(f"the output folder {out} is inside the input folder {p}: its outputs would be taken "
                               "for inputs — choose an output folder outside it")
     names = output_names(files)
-    bundle = SeparationBundle.load(checkpoint)
+    bundle = SeparationBundle.load(checkpoint, device=device, precision=precision)
     q = None
     if levels is None:
         q = resolve_query(query if query is not None else list(examples), bundle)

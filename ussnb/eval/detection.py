@@ -35,7 +35,7 @@ def segment_probabilities(tagger, waves: Sequence[np.ndarray], seconds: float = 
         owner.extend([i] * n)
     out = []
     for b in range(0, len(pieces), batch_size):
-        out.append(tagger.tag(np.stack(pieces[b:b + batch_size]), frames=False).clip.float().numpy())
+        out.append(tagger.tag(np.stack(pieces[b:b + batch_size]), frames=False).clip.float().cpu().numpy())
     probs = np.concatenate(out) if out else np.zeros((0, tagger.classes), np.float32)
     owner_a = np.asarray(owner)
     return [probs[owner_a == i] for i in range(len(waves))]

@@ -26,6 +26,7 @@ from ..checkpoint import load_state_dict_checked, read_checkpoint, save_checkpoi
 from ..errors import CheckpointError, ConfigError
 from .base import Separator
 from .meltcn import MelTCN
+from .optimize import OptimizedSeparator, optimize
 from .resunet import PRESETS, ResUNet, ResUNet30, ResUNet60, load_official_uss_checkpoint
 from .unet import UNet
 
