@@ -35,7 +35,7 @@ def main() -> int:
     from ussnb.benchmark_eval import held_out_classes
     from ussnb.data.compose import assign_splits
     from ussnb.data.recipes.esc50 import esc50_events, find_esc50
-    from ussnb.evaluate import sdr
+    from ussnb.eval.metrics import sdr
     from ussnb.runtime import configure_threads
     from ussnb.separation import SeparationBundle, run_separate
 

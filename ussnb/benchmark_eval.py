@@ -6,7 +6,7 @@ The model is anything shaped like :class:`ussnb.separation.SeparationBundle` (``
 
 Protocol. Benchmark audio is 32 kHz; it is resampled to the model's rate and scored there. The separator
 runs on non-overlapping 2 s chunks (the reference evaluation; the last chunk zero-padded and cut). SDR and
-SDRi as in :mod:`ussnb.evaluate` (whole item). Conditions:
+SDRi as in :mod:`ussnb.eval.metrics` (whole item). Conditions:
 
 - **average**: the class-average condition of the target class (eq. 9, the run's stage-03 output); classes
   without training anchors (held out for zero-shot) have none, and their items are left out of ``sdri_avg``;
@@ -17,7 +17,7 @@ SDRi as in :mod:`ussnb.evaluate` (whole item). Conditions:
 
 Beside each figure: ``irm_sdri`` (ideal ratio mask with the model's STFT, the ceiling of a magnitude mask) and
 ``trivial_sdri`` (ŝ = x/2, ≈ 3 dB on 0 dB pairs) on the very same mixtures. Aggregate: per-class median,
-then mean over classes (:func:`ussnb.evaluate.class_aggregate`).
+then mean over classes (:func:`ussnb.eval.metrics.class_aggregate`).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from .audio import resample
 from .benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
 from .errors import DataError
 from .io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
-from .evaluate import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
+from .eval.metrics import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
 
 PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdri")
 

@@ -95,7 +95,7 @@ def evaluate_tagger(tagger, dataset: WeakDataset, split: str, *, progress: bool 
     """mAP over the split's clip tags, and — when true event times exist — frame-level SED quality:
     ``sed_frame_auc`` (ROC AUC of frame probabilities vs true activity, averaged over classes) and
     ``sed_f1_1s`` (segment-based F1 on 1 s segments at threshold 0.5)."""
-    from ..tagging_metrics import frame_auc, frame_targets, mean_average_precision, roc_auc, segment_f1
+    from ..eval.metrics import frame_auc, frame_targets, mean_average_precision, roc_auc, segment_f1
 
     pred = predictions or predict(tagger, dataset, split, progress=progress, cache=cache)
     y = dataset.targets(split)
