@@ -32,7 +32,7 @@ import soundfile as sf
 
 def main() -> int:
     from ussnb.audio import load_audio_with_rate, resample
-    from ussnb.benchmark_eval import held_out_classes
+    from ussnb.eval.protocol import held_out_classes
     from ussnb.data.compose import assign_splits
     from ussnb.data.recipes.esc50 import esc50_events, find_esc50
     from ussnb.eval.metrics import sdr

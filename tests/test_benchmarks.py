@@ -1,4 +1,4 @@
-"""Benchmarks (ussnb.benchmarks) and their evaluation (ussnb.benchmark_eval) on a tiny starter set made here."""
+"""Benchmarks (ussnb.benchmarks) and their evaluation (ussnb.eval.protocol) on a tiny starter set made here."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ussnb import benchmark_eval as BE
+from ussnb.eval import protocol
 from ussnb import benchmarks as B
 from ussnb.data.recipes import starter
 
@@ -168,25 +168,25 @@ def test_esc50_pairs_use_every_recording_of_held_out_classes(tmp_path, shared_di
 
 # ------------------------------------------------------------------------------------------------- evaluation
 def test_pairs_floor_identity_and_aggregation(pairs):
-    half = BE.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 0.5)))
+    half = protocol.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 0.5)))
     s = half["summary"]
     assert s["trivial_sdri"]["median_then_mean"] == pytest.approx(3.0, abs=0.15)  # the x/2 floor on 0 dB pairs
     for r in half["rows"]:  # x/2 through the chunked path is exactly the floor
         assert r["sdri_avg"] == pytest.approx(r["trivial_sdri"], abs=1e-4)
         assert r["sdri_oracle"] == pytest.approx(r["trivial_sdri"], abs=1e-4)
         assert r["irm_sdri"] > r["trivial_sdri"]
-    ident = BE.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 1.0)))
+    ident = protocol.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 1.0)))
     assert all(abs(r["sdri_avg"]) < 1e-6 for r in ident["rows"])
-    m = BE.pair_metrics(half)
+    m = protocol.pair_metrics(half)
     assert {"sdri_avg", "sdri_oracle", "irm_sdri", "trivial_sdri"} <= set(m) and m["n_classes"] == len(CLASSES)
     per = [np.median([r["trivial_sdri"] for r in half["rows"] if r["class_name"] == c]) for c in CLASSES]
     assert m["trivial_sdri"] == pytest.approx(np.mean(per))
     # a class without training anchors (held out) has no average condition: left out of sdri_avg
     counts = np.ones(len(ALL_MIDS), np.int64)
     counts[ALL_NAMES.index("Hi-hat")] = 0
-    held = BE.pair_metrics(BE.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 0.5), counts=counts)))
+    held = protocol.pair_metrics(protocol.evaluate_pairs(pairs, bundle(Scale(len(ALL_MIDS), 0.5), counts=counts)))
     assert held["classes_without_average_condition"] == ["Hi-hat"] and held["n_items_avg"] == 9
-    assert [e["which"] for e in BE.pick_examples(half)] == ["worst", "best"]
+    assert [e["which"] for e in protocol.pick_examples(half)] == ["worst", "best"]
 
 
 def test_real_separator_soft_oracle_and_zero_shot(pairs):
@@ -198,10 +198,10 @@ def test_real_separator_soft_oracle_and_zero_shot(pairs):
     model = build_separator("meltcn", "tiny", condition_size=K).eval()
     tagger = SedCnn(classes=K).eval()
     b = bundle(model, "soft", tagger=tagger, conditions=np.random.default_rng(0).random((K, K)).astype(np.float32))
-    res = BE.evaluate_pairs(pairs, b)
+    res = protocol.evaluate_pairs(pairs, b)
     assert all(np.isfinite(r["sdri_avg"]) and np.isfinite(r["sdri_oracle"]) for r in res["rows"])
     hihat = starter._NAME_TO_MID["Hi-hat"]
-    zs = BE.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True)
+    zs = protocol.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True)
     assert zs["unseen_classes"] == ["Hi-hat"] and zs["n_unseen_items"] + zs["n_seen_items"] + zs["n_skipped"] == 12
     assert zs["seen_sdri"] is not None and zs["unseen_sdri"] is not None
     # seen / unseen groups: by example, class average, floor and ceiling on the same mixtures
@@ -212,45 +212,45 @@ def test_real_separator_soft_oracle_and_zero_shot(pairs):
     assert zs["unseen"]["n_classes"] == 1 and zs["unseen"]["by_example"] == zs["unseen_sdri"]
     assert zs["unseen"]["class_average"] == zs["unseen"]["by_example"]  # an unseen class's average = its examples
     assert zs["per_class"]["Hi-hat"]["unseen"] and not zs["per_class"]["Snare drum"]["unseen"]
-    assert zs == BE.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True, pairs=res)  # reuse = recompute
-    assert BE.evaluate_zero_shot(pairs, b, [hihat]) == BE.evaluate_zero_shot(pairs, b, [hihat])
-    assert "note" in BE.evaluate_zero_shot(pairs, bundle(model), [hihat])  # one-hot: no query by example
-    text = BE.dumps_metrics({"pairs": BE.pair_metrics(res), "zs": zs})
-    assert text == BE.dumps_metrics({"pairs": BE.pair_metrics(BE.evaluate_pairs(pairs, b)), "zs": zs})
+    assert zs == protocol.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True, pairs=res)  # reuse = recompute
+    assert protocol.evaluate_zero_shot(pairs, b, [hihat]) == protocol.evaluate_zero_shot(pairs, b, [hihat])
+    assert "note" in protocol.evaluate_zero_shot(pairs, bundle(model), [hihat])  # one-hot: no query by example
+    text = protocol.dumps_metrics({"pairs": protocol.pair_metrics(res), "zs": zs})
+    assert text == protocol.dumps_metrics({"pairs": protocol.pair_metrics(protocol.evaluate_pairs(pairs, b)), "zs": zs})
 
 
 def test_music_and_speech_evaluation(music, speech):
     half = bundle(Scale(len(ALL_MIDS), 0.5))
-    res = BE.evaluate_music(music, half)
+    res = protocol.evaluate_music(music, half)
     s = res["summary"]
     assert set(s["museval_sdr"]) == set(B.STEMS) and all(np.isfinite(v) for v in s["museval_sdr"].values())
     assert s["sdri_avg"] is not None and len(res["part_rows"]) == 4
     assert set(s["sdri_by_instrument"]) == {p["label"] for p in music.items[0]["parts"]}
     ident = bundle(Scale(len(ALL_MIDS), 1.0))
-    sp = BE.evaluate_speech(speech, ident)["summary"]
+    sp = protocol.evaluate_speech(speech, ident)["summary"]
     assert set(sp["per_snr"]) == {"0", "5", "10", "15"} and sp["n_items"] == 4
     assert sp["pesq"] == pytest.approx(sp["pesq_noisy"]) and sp["ssnr"] == pytest.approx(sp["ssnr_noisy"])
     # the noisier the input, the lower its segmental SNR
     snr_curve = [sp["per_snr"][k]["ssnr_noisy"] for k in ("0", "15")]
     assert snr_curve[0] < snr_curve[1]
     no_speech = bundle(Scale(4, 1.0), labels=ALL_MIDS[:4], names=ALL_NAMES[:4])
-    assert "skipped" in BE.evaluate_speech(speech, no_speech)["summary"]
+    assert "skipped" in protocol.evaluate_speech(speech, no_speech)["summary"]
 
 
 def test_reporting_helpers(tmp_path):
-    text = BE.dumps_metrics({"b": {"x": np.float32(1.234567), "nan": float("nan"), "n": np.int64(3)}, "a": [0.1 + 0.2]})
+    text = protocol.dumps_metrics({"b": {"x": np.float32(1.234567), "nan": float("nan"), "n": np.int64(3)}, "a": [0.1 + 0.2]})
     assert text == json.dumps({"a": [0.3], "b": {"n": 3, "nan": None, "x": 1.2346}}, indent=1, sort_keys=True) + "\n"
-    rows = BE.results_table({"p": {"sdri_avg": 1.0, "per_class": {}}, "s": {"skipped": "skipped: no"},
+    rows = protocol.results_table({"p": {"sdri_avg": 1.0, "per_class": {}}, "s": {"skipped": "skipped: no"},
                              "sp": {"pesq": 2.0, "per_snr": {"0": {"pesq": 1.5}}}})
     assert {"benchmark": "sp", "metric": "snr0.pesq", "value": 1.5} in rows
     assert {"benchmark": "s", "metric": "skipped", "value": "skipped: no"} in rows
     anchors = tmp_path / "anchors" / "train"
     anchors.mkdir(parents=True)
     (anchors / "anchors.json").write_text(json.dumps({"exclude": ["/m/03qtq"]}))
-    assert BE.held_out_classes(tmp_path) == ["/m/03qtq"] and BE.held_out_classes(tmp_path / "none") == []
-    assert BE.resolve_classes(["hi-hat", "/m/0bm02"], ALL_MIDS, ALL_NAMES) == ["/m/03qtq", "/m/0bm02"]
+    assert protocol.held_out_classes(tmp_path) == ["/m/03qtq"] and protocol.held_out_classes(tmp_path / "none") == []
+    assert protocol.resolve_classes(["hi-hat", "/m/0bm02"], ALL_MIDS, ALL_NAMES) == ["/m/03qtq", "/m/0bm02"]
     with pytest.raises(ValueError):
-        BE.resolve_classes(["Kazoo"], ALL_MIDS, ALL_NAMES)
+        protocol.resolve_classes(["Kazoo"], ALL_MIDS, ALL_NAMES)
 
 
 def test_anchor_exclusion_leaves_held_out_classes_out(tiny_starter, tmp_path):

@@ -1,4 +1,4 @@
-"""Run a trained separator on the benchmarks of :mod:`ussnb.benchmarks` (paper §4 protocol).
+"""Run a trained separator on the test sets of :mod:`ussnb.benchmarks` (paper §4 protocol).
 
 The model is anything shaped like :class:`ussnb.separation.SeparationBundle` (``model``, ``kind``, ``labels``,
 ``names``, ``class_conditions`` ``(K, C)``, ``class_counts`` ``(K,)``, ``query_net()``, ``sample_rate``):
@@ -30,11 +30,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .audio import resample
-from .benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
-from .errors import DataError
-from .io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
-from .eval.metrics import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
+from ..audio import resample
+from ..benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
+from ..errors import DataError
+from ..io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
+from .metrics import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
 
 PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdri")
 
@@ -42,7 +42,7 @@ PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdr
 # ============================================================================================ model side
 def load_run_bundle(training_dir: str | os.PathLike, *, sed_dir=None, queries_dir=None, data_dir=None):
     """The run's separator with its condition type, class-average conditions and (lazily) its tagger."""
-    from .separation import SeparationBundle
+    from ..separation import SeparationBundle
 
     return SeparationBundle.from_checkpoint(Path(training_dir) / "separator.pt", sed_dir=sed_dir,
                                             queries_dir=queries_dir, data_dir=data_dir)
@@ -85,7 +85,7 @@ def separate_items(model, waves: np.ndarray, conditions: np.ndarray, *, chunk: i
     Each item is cut into non-overlapping ``chunk``-sample pieces (default 2 s; last piece zero-padded),
     separated in batches and put back together (the reference evaluation's chunking, no cross-fade) — through
     the kit's one inference path, :func:`ussnb.inference.apply_separator`."""
-    from .inference import apply_separator
+    from ..inference import apply_separator
 
     seconds = (chunk or _chunk(model)) / int(model.sample_rate)
     return apply_separator(model, waves, conditions, segment_seconds=seconds, overlap=0.0, batch_size=batch_size)
@@ -348,7 +348,7 @@ def evaluate_speech(bench: Benchmark, bundle, *, query: str = "mean", batch_size
 
     ``query="mean"``: one "speech" query for every item — the mean class-average condition of the starter's
     speech classes (male, female, child) the model has; ``"own"``: the item's own speech class."""
-    from .data.recipes.starter import SPEAKERS, STARTER_CLASSES
+    from ..data.recipes.starter import SPEAKERS, STARTER_CLASSES
 
     sr = int(bundle.sample_rate)
     model = bundle.model
