@@ -100,19 +100,6 @@ def test_group_splits_keep_groups_together():
     assert starter.assign_group_splits(events, seed=0) == (split_of, mode)
 
 
-def test_clean_notes_leaves_no_same_pitch_overlap_or_touch():
-    notes = [(0.0, 1.0, 60), (0.5, 1.5, 60), (1.5, 2.0, 60), (1.5, 2.0, 64), (2.0, 2.004, 64)]
-    cleaned = starter._clean_notes(notes)
-    by_pitch = defaultdict(list)
-    for s, e, p in cleaned:
-        assert e - s >= 0.01
-        by_pitch[p].append((s, e))
-    for runs in by_pitch.values():
-        runs.sort()
-        for (s0, e0), (s1, e1) in zip(runs, runs[1:]):
-            assert s1 - e0 >= 0.01 - 1e-9
-
-
 def test_excerpts_are_short_and_inside_the_recording():
     import numpy as np
 

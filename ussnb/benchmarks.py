@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,26 +436,6 @@ def starter_render_pieces(source: StarterSource) -> list[str]:
     return sorted({e.recording.split("::", 1)[1] for e in source.events if e.source == RENDER_SOURCE})
 
 
-def _fluidsynth(midi, out_wav: Path) -> np.ndarray:
-    """Render a ``pretty_midi.PrettyMIDI`` with the flags the starter recipe uses (no reverb/chorus)."""
-    import soundfile as sf
-
-    from .data.recipes.starter import _SOUNDFONT
-
-    tmp_mid = out_wav.with_suffix(".mid")
-    midi.write(str(tmp_mid))
-    cmd = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(SAMPLE_RATE),
-           "-O", "float", "-T", "wav", "-F", str(out_wav), _SOUNDFONT, str(tmp_mid)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired as exc:
-        raise DataError("fluidsynth did not finish rendering the music benchmark within 300 s") from exc
-    if proc.returncode != 0 or not out_wav.is_file():
-        raise DataError(f"fluidsynth failed: {proc.stderr.strip()[-300:]}")
-    wave, _ = sf.read(str(out_wav), dtype="float32", always_2d=True)
-    return wave.mean(axis=1)
-
-
 def prepare_starter_music(
     *,
     n_pieces: int = 4,
@@ -471,10 +450,10 @@ def prepare_starter_music(
 ) -> Benchmark:
     """``starter-music``: ``n_pieces`` chorale excerpts of ``seconds`` rendered part by part (idempotent).
 
-    Pieces: a seeded permutation of the music21 Bach chorale pool (the starter recipe's
-    ``_chorale_pool`` / ``_chorale_notes``: four-part SATB chorales only), skipping ``exclude_pieces`` — by
-    default every chorale the starter set at ``starter_root`` rendered for any class, so no excerpt (in any
-    split) shares a score with the benchmark. Per piece a tempo U(66, 100) bpm and an excerpt from its first
+    Pieces: a seeded permutation of the music21 Bach chorale pool (the one the starter recipe renders from,
+    :func:`~ussnb.data.render.chorale_pool` / :func:`~ussnb.data.render.chorale_notes`: four-part SATB
+    chorales only), skipping ``exclude_pieces`` — by default every chorale the starter set at ``starter_root``
+    rendered for any class, so no excerpt (in any split) shares a score with the benchmark. Per piece a tempo U(66, 100) bpm and an excerpt from its first
     note; soprano → Choir (vocals), bass → Double bass an octave down (bass), alto and tenor → one of
     :data:`ALTO_CHOICES` / :data:`TENOR_CHOICES` each (other). Instruments use the starter's GM programs
     (:data:`~ussnb.data.recipes.starter.RENDER_SPECS`), so a starter-trained model knows their timbre.
@@ -487,8 +466,8 @@ def prepare_starter_music(
 
     import pretty_midi
 
-    from .data.recipes.starter import (RENDER_SPECS, _chorale_notes, _chorale_pool, _clean_notes,
-                                       _excerpt_envelope, check_requirements)
+    from .data import render
+    from .data.recipes.starter import RENDER_SPECS, check_requirements
 
     if exclude_pieces is None and starter_root is None and source is not None:
         exclude_pieces = starter_render_pieces(_resolve_source(source, None, cache_dir))
@@ -510,7 +489,7 @@ def prepare_starter_music(
     check_requirements()
     specs = {s.label: s for s in RENDER_SPECS}
     mids = _starter_mids()
-    pool = _chorale_pool()
+    pool = render.chorale_pool()
     rng = np.random.default_rng(stable_seed(seed, "starter-music"))
     chosen = []
     for idx in rng.permutation(len(pool)):
@@ -520,7 +499,7 @@ def prepare_starter_music(
         stem = Path(path).stem
         if stem in exclude:
             continue
-        notes = _chorale_notes(path)
+        notes = render.chorale_notes(path)
         if notes is None:
             continue
         qpm = float(rng.uniform(66.0, 100.0))
@@ -555,7 +534,7 @@ def prepare_starter_music(
                 t0 = 0.5 + p * slot
                 flat = [(on, min(on + dur, seconds), q + transpose) for on, dur, ps in piece["window"][voice]
                         for q in ps]
-                for start, end, q in _clean_notes(flat):
+                for start, end, q in render.clean_notes(flat):
                     if 0 <= q <= 127:
                         inst.notes.append(pretty_midi.Note(velocity=piece["velocity"][voice], pitch=int(q),
                                                            start=round(t0 + start, 4), end=round(t0 + end, 4)))
@@ -563,10 +542,11 @@ def prepare_starter_music(
             for inst in by_program.values():
                 inst.control_changes.append(pretty_midi.ControlChange(123, 0, t_end + 2.0))
                 midi.instruments.append(inst)
-            wave = _fluidsynth(midi, Path(tmp) / f"voice-{voice}.wav")
+            wave = render.render_midi(midi, Path(tmp) / f"voice-{voice}", sample_rate=SAMPLE_RATE,
+                                      what="the music benchmark")
             total = int(round((0.5 + len(chosen) * slot + 1.0) * SAMPLE_RATE))
             wave = np.pad(wave, (0, max(0, total - wave.shape[0])))
-            wave = wave * _excerpt_envelope(rows, wave.shape[0], SAMPLE_RATE)
+            wave = wave * render.excerpt_envelope(rows, wave.shape[0], SAMPLE_RATE)
             for p in range(len(chosen)):
                 a = int(round((0.5 + p * slot) * SAMPLE_RATE))
                 parts[p, vi] = wave[a:a + n]

@@ -45,6 +45,7 @@ from ...io import stable_seed
 from ...system_packages import AptPackage, apt_packages, install_command, read_list
 from ...paths import data_root
 from ..compose import SPLITS, SourceEvent, compose_weak_dataset, is_complete, trim_silence
+from .. import render
 
 RECIPE_VERSION = 1
 SAMPLE_RATE = 32000
@@ -103,7 +104,6 @@ _SONIC_PI = "/usr/share/sonic-pi/samples"
 _LMMS = "/usr/share/lmms/samples"
 _KLETTRES = "/usr/share/klettres"
 _ASTERISK = "/usr/share/asterisk/sounds"
-_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
 _APT: dict[str, AptPackage] = {p.name: p for p in read_list()}
 _PIP_MODULES = {"music21": "music21", "pretty_midi": "pretty_midi"}
@@ -555,86 +555,14 @@ def _long_recording_excerpts(cands: list[_Candidate]) -> None:
 # --------------------------------------------------------------------------------------------------------
 # rendering music21 chorales
 # --------------------------------------------------------------------------------------------------------
-_CHORALE_CACHE: dict[str, dict | None] = {}
-
-
-def _chorale_pool() -> list[str]:
-    from music21 import corpus
-
-    paths = sorted(str(p) for p in corpus.getComposer("bach") if str(p).endswith(".mxl"))
-    return paths
-
-
-def _chorale_notes(path: str) -> dict | None:
-    """{'S': [(onset_q, dur_q, [midi...]), ...], 'A': ..., 'T': ..., 'B': ..., 'length': q} or None."""
-    if path in _CHORALE_CACHE:
-        return _CHORALE_CACHE[path]
-    from music21 import corpus
-
-    result = None
-    try:
-        score = corpus.parse(path)
-        parts = list(score.parts)
-        names = [(p.partName or "").strip().lower() for p in parts]
-        want = {"soprano": "S", "alto": "A", "tenor": "T", "bass": "B"}
-        if len(parts) == 4 and sorted(names) == sorted(want):
-            result = {"length": float(score.highestTime)}
-            for part, name in zip(parts, names):
-                notes = []
-                for n in part.stripTies().flatten().notes:
-                    pitches = [p.midi for p in n.pitches]
-                    if pitches and float(n.quarterLength) > 0:
-                        notes.append((float(n.offset), float(n.quarterLength), pitches))
-                result[want[name]] = notes
-            if any(len(result[v]) < 8 for v in "SATB"):
-                result = None
-    except Exception:
-        result = None
-    _CHORALE_CACHE[path] = result
-    return result
-
-
-def _clean_notes(notes: list[tuple[float, float, int]], gap: float = 0.01) -> list[tuple[float, float, int]]:
-    """Merge same-pitch notes that overlap (unisons between voices) and shorten a note that ends where the
-    next one of its pitch starts, so no MIDI note-on/off pair of one key shares a tick (fluidsynth then
-    may keep a voice sounding for ever)."""
-    by_pitch: dict[int, list[list[float]]] = defaultdict(list)
-    for start, end, p in sorted(notes):
-        runs = by_pitch[p]
-        if runs and start < runs[-1][1] + gap:
-            if start - runs[-1][0] >= 2 * gap and start >= runs[-1][1]:
-                runs[-1][1] = start - gap          # touching: end the earlier note just before
-                runs.append([start, end])
-            else:
-                runs[-1][1] = max(runs[-1][1], end)  # overlapping unison: one longer note
-        else:
-            runs.append([start, end])
-    return sorted((s, e, p) for p, runs in by_pitch.items() for s, e in runs if e - s >= gap)
-
-
-def _excerpt_envelope(rows: list[dict], n: int, sr: int, fade: float = 0.3) -> np.ndarray:
-    """1 inside each excerpt, a linear fade-out over its last ``fade`` s, 0 between excerpts (release tails
-    and anything else the synthesiser left there)."""
-    env = np.zeros(n, dtype=np.float32)
-    for row in rows:
-        for start, end in row["excerpts"]:
-            a, b = int(round(start * sr)), min(n, int(round(end * sr)))
-            f = min(int(fade * sr), max(0, b - a))
-            env[a:b] = 1.0
-            if f:
-                env[b - f:b] = np.linspace(1.0, 0.0, f, dtype=np.float32)
-    return env
-
-
 def _render_class(spec: RenderSpec, class_index: int, pieces: int, cache_dir: Path,
                   soundfont: str) -> list[_Candidate]:
     """Render ``pieces`` chorales for one class into one cached FLAC; 2 excerpts per chorale."""
     import pretty_midi
-    import soundfile as sf
 
     from ...audio import save_audio
 
-    pool = _chorale_pool()
+    pool = render.chorale_pool()
     if not pool:
         raise DataError("music21 corpus has no Bach chorales; reinstall music21 (`pip install music21`)")
     key = hashlib.sha256(json.dumps([RECIPE_VERSION, spec.__dict__, class_index, pieces, len(pool),
@@ -659,7 +587,7 @@ def _render_class(spec: RenderSpec, class_index: int, pieces: int, cache_dir: Pa
             if len(rows) >= pieces:
                 break
             path = pool[int(idx)]
-            notes = _chorale_notes(path)
+            notes = render.chorale_notes(path)
             if notes is None:
                 continue
             qpm = float(rng.uniform(66.0, 100.0))
@@ -676,7 +604,8 @@ def _render_class(spec: RenderSpec, class_index: int, pieces: int, cache_dir: Pa
                 inside = [(on, dur, p) for on, dur, p in voice_notes if w0 <= on < w1 and 0 <= p <= 127]
                 if len({on for on, _, _ in inside}) < 3:
                     continue
-                for start, end, p in _clean_notes([(on - w0, min(on + dur, w1) - w0, p) for on, dur, p in inside]):
+                window = [(on - w0, min(on + dur, w1) - w0, p) for on, dur, p in inside]
+                for start, end, p in render.clean_notes(window):
                     vel = int(np.clip(velocity + rng.integers(-8, 9), 30, 127))
                     inst.notes.append(pretty_midi.Note(velocity=vel, pitch=int(p), start=round(t + start, 4),
                                                        end=round(t + end, 4)))
@@ -690,25 +619,11 @@ def _render_class(spec: RenderSpec, class_index: int, pieces: int, cache_dir: Pa
         inst.control_changes.append(pretty_midi.ControlChange(123, 0, t + 2.0))
         midi.instruments.append(inst)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp_mid = out_dir / f".{slug}-{key}.mid"
-        tmp_wav = out_dir / f".{slug}-{key}.wav"
-        midi.write(str(tmp_mid))
-        cmd = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-R", "0", "-C", "0", "-r", str(SAMPLE_RATE),
-               "-O", "float", "-T", "wav", "-F", str(tmp_wav), soundfont, str(tmp_mid)]
-        try:
-            # an hour of audio renders in well under a minute; a stuck voice would render forever
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired as exc:
-            tmp_wav.unlink(missing_ok=True)
-            raise DataError(f"fluidsynth did not finish rendering {spec.label} within 300 s") from exc
-        if proc.returncode != 0 or not tmp_wav.is_file():
-            raise DataError(f"fluidsynth failed rendering {spec.label}: {proc.stderr.strip()[-300:]}")
-        wave, sr = sf.read(str(tmp_wav), dtype="float32", always_2d=True)
-        wave = wave.mean(axis=1) * _excerpt_envelope(rows, wave.shape[0], sr)
+        wave = render.render_midi(midi, out_dir / f".{slug}-{key}", sample_rate=SAMPLE_RATE, what=spec.label,
+                                  soundfont=soundfont)
+        wave = wave * render.excerpt_envelope(rows, wave.shape[0], SAMPLE_RATE)
         peak = float(np.max(np.abs(wave))) or 1.0
-        save_audio(audio_path, wave * (0.9 / peak), sr)
-        tmp_mid.unlink(missing_ok=True)
-        tmp_wav.unlink(missing_ok=True)
+        save_audio(audio_path, wave * (0.9 / peak), SAMPLE_RATE)
         # keep only as many pieces as asked (rows may hold fewer if chorales were rejected)
         rows = rows[:pieces]
         manifest_path.write_text(json.dumps(rows))
@@ -737,15 +652,16 @@ def _select_classes(classes: Iterable[str] | None) -> list[str]:
 def _fingerprint(params: dict) -> str:
     """Hash of the recipe parameters, of this module's code and of the installed files it reads."""
     h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    h.update(Path(__file__).read_bytes())
+    for code in (Path(__file__), Path(render.__file__)):  # the recipe's code and the rendering it uses
+        h.update(code.read_bytes())
     for root in (_HYDROGEN, _SONIC_PI, _LMMS, _KLETTRES, _ASTERISK):
         base = Path(root)
         if base.is_dir():
             for p in sorted(base.rglob("*")):
                 if p.is_file():
                     h.update(f"{p}:{p.stat().st_size}\n".encode())
-    if os.path.exists(_SOUNDFONT):
-        h.update(str(os.path.getsize(_SOUNDFONT)).encode())
+    if os.path.exists(render.SOUNDFONT):
+        h.update(str(os.path.getsize(render.SOUNDFONT)).encode())
     try:
         import music21
 
@@ -803,7 +719,7 @@ def collect_starter_events(
         cands += _speech_candidates(speakers, cache_dir, max_per_speaker, progress)
     specs = [(i, s) for i, s in enumerate(RENDER_SPECS) if s.label in wanted]
     for i, spec in progress_iter(specs, desc="starter: rendering chorales", unit="class", disable=not progress):
-        cands += _render_class(spec, i, pieces_per_class, cache_dir, _SOUNDFONT)
+        cands += _render_class(spec, i, pieces_per_class, cache_dir, render.SOUNDFONT)
 
     order = {name: i for i, name in enumerate(names)}
     events: list[SourceEvent] = []
