@@ -12,6 +12,7 @@ from torch import nn
 from ussnb.eval import protocol
 from ussnb import benchmarks as B
 from ussnb.data.recipes import starter
+from ussnb.data.recipes.starter.catalogue import NAME_TO_MID
 
 CLASSES = ["Bass drum", "Snare drum", "Hi-hat", "Male speech, man speaking"]
 ALL_MIDS = [m for m, _ in starter.STARTER_CLASSES]
@@ -200,7 +201,7 @@ def test_real_separator_soft_oracle_and_zero_shot(pairs):
     b = bundle(model, "soft", tagger=tagger, conditions=np.random.default_rng(0).random((K, K)).astype(np.float32))
     res = protocol.evaluate_pairs(pairs, b)
     assert all(np.isfinite(r["sdri_avg"]) and np.isfinite(r["sdri_oracle"]) for r in res["rows"])
-    hihat = starter._NAME_TO_MID["Hi-hat"]
+    hihat = NAME_TO_MID["Hi-hat"]
     zs = protocol.evaluate_zero_shot(pairs, b, [hihat], held_out_in_training=True)
     assert zs["unseen_classes"] == ["Hi-hat"] and zs["n_unseen_items"] + zs["n_seen_items"] + zs["n_skipped"] == 12
     assert zs["seen_sdri"] is not None and zs["unseen_sdri"] is not None
@@ -261,7 +262,7 @@ def test_anchor_exclusion_leaves_held_out_classes_out(tiny_starter, tmp_path):
 
     ds = data.load(tiny_starter[0])
     tagger = SedCnn(classes=len(ds.labels)).eval()
-    hihat = starter._NAME_TO_MID["Hi-hat"]
+    hihat = NAME_TO_MID["Hi-hat"]
     full = mine_anchor_set(ds, "train", tmp_path / "all", strategy="in-clip-random", tagger=tagger,
                            condition_types=("soft",), progress=False)
     held = mine_anchor_set(ds, "train", tmp_path / "held", strategy="in-clip-random", tagger=tagger,

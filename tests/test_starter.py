@@ -17,6 +17,7 @@ import pytest
 
 from ussnb.data.compose import SourceEvent, is_complete
 from ussnb.data.recipes import starter
+from ussnb.data.recipes.starter import catalogue, requirements, samples
 from ussnb.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ SMALL = dict(
 # requirements
 # ------------------------------------------------------------------------------------------------------
 def _pretend_missing(monkeypatch, *missing: str) -> None:
-    monkeypatch.setattr(starter, "_package_present", lambda package: package not in missing)
+    monkeypatch.setattr(requirements, "_package_present", lambda package: package not in missing)
 
 
 def test_missing_apt_package_names_it_and_the_command(monkeypatch):
@@ -65,9 +66,9 @@ def test_collect_and_prepare_check_requirements_first(monkeypatch, tmp_path):
 
 def test_install_requirements_without_root_raises_the_clear_message(monkeypatch):
     _pretend_missing(monkeypatch, "lmms-common")
-    monkeypatch.setattr(starter.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(requirements.os, "geteuid", lambda: 1000)
     ran = []
-    monkeypatch.setattr(starter.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(requirements.subprocess, "run", lambda *a, **k: ran.append(a))
     with pytest.raises(DataError, match=r"lmms-common is not installed: run `sudo apt-get install"):
         starter.install_requirements()
     assert ran == []
@@ -75,7 +76,7 @@ def test_install_requirements_without_root_raises_the_clear_message(monkeypatch)
 
 def test_unknown_class_is_a_clear_error():
     with pytest.raises(DataError, match="not a starter class"):
-        starter._select_classes(["Kazoo"])
+        catalogue.select_classes(["Kazoo"])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_excerpts_are_short_and_inside_the_recording():
     for start in (0.5, 3.0, 6.2, 8.0):  # four 1.8 s "words"
         a = int(start * sr)
         wave[a:a + int(1.8 * sr)] = 0.3 * rng.standard_normal(int(1.8 * sr))
-    ex = starter._excerpts_of(wave, sr)
+    ex = samples.excerpts_of(wave, sr)
     assert 1 <= len(ex) <= 3
     for s, e in ex:
         assert 0 <= s < e <= 11.0 and e - s <= starter.MAX_EVENT_SECONDS + 1e-6
