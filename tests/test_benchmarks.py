@@ -1,4 +1,4 @@
-"""Benchmarks (ussnb.benchmarks) and their evaluation (ussnb.eval.protocol) on a tiny starter set made here."""
+"""Test sets (ussnb.data.testsets) and their evaluation (ussnb.eval.protocol) on a tiny starter set made here."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ussnb.eval import protocol
-from ussnb import benchmarks as B
+from ussnb.data import testsets as B
 from ussnb.data.recipes import starter
 from ussnb.data.recipes.starter.catalogue import NAME_TO_MID
 

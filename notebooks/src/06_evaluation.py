@@ -18,7 +18,7 @@
 # pairs already scores $10\log_{10} 2 \approx 3.0$ dB SDRi (so results are also stated *above the floor*), and the
 # **IRM ceiling** $\hat S = \frac{|S|}{|S| + |N|} X$ with the model's own STFT, the best a magnitude mask can do.
 #
-# **Benchmarks** (`ussnb/benchmarks.py`, each deterministic from a seed, prepared once under
+# **Benchmarks** (`ussnb/data/testsets/`, each deterministic from a seed, prepared once under
 # `<USSNB_DATA>/benchmarks/`):
 #
 # | benchmark | built like | from |
@@ -69,7 +69,7 @@ from ussnb.eval import protocol
 from ussnb.io import write_metrics
 from ussnb import plots_evaluation as PE
 from ussnb.audio import save_audio
-from ussnb.benchmarks import Benchmark, prepare_benchmarks
+from ussnb.data.testsets import Benchmark, prepare_benchmarks
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)

@@ -1,4 +1,4 @@
-"""Run a trained separator on the test sets of :mod:`ussnb.benchmarks` (paper §4 protocol).
+"""Run a trained separator on the test sets of :mod:`ussnb.data.testsets` (paper §4 protocol).
 
 The model is anything shaped like :class:`ussnb.separation.SeparationBundle` (``model``, ``kind``, ``labels``,
 ``names``, ``class_conditions`` ``(K, C)``, ``class_counts`` ``(K,)``, ``query_net()``, ``sample_rate``):
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..audio import resample
-from ..benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
+from ..data.testsets import SAMPLE_RATE, STEMS, Benchmark, Skipped
 from ..errors import DataError
 from ..io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
 from .metrics import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
