@@ -23,7 +23,7 @@ sed_steps: int = 1500  # training steps of starter-sed
 sed_batch_size: int = 16  # distinct classes per balanced batch
 sed_lr: float = 0.001  # AdamW learning rate
 sed_pooling: str = "attention"  # attention | max : frames -> clip probability
-sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)
+sed_size: str = "cpu"  # SED model size: default | cpu | tiny (see ussnb.sed_training.SED_SIZES)
 sed_mixup: float = 0.0  # Beta(a, a) mixup of clips and tags; 0 turns it off
 sed_eval_every: int = 250  # validation mAP every N steps
 compare_sed: bool = False  # with a pretrained tagger: also train starter-sed on the weak labels and compare them
@@ -45,7 +45,7 @@ from ussnb.runtime import configure_threads
 from ussnb import data, plots
 from ussnb.io import write_metrics, write_timing
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
-from ussnb.taggers.training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
+from ussnb.sed_training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
 from ussnb.taggers.sed import SedCnn
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
