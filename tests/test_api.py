@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import ussnb
-from test_cli_bad_inputs import MIDS, SR, _make_run
+from tests.test_cli_bad_inputs import MIDS, SR, _make_run
 
 REPO = Path(__file__).resolve().parents[1]
 

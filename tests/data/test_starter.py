@@ -20,7 +20,7 @@ from ussnb.data.recipes import starter
 from ussnb.data.recipes.starter import catalogue, requirements, samples
 from ussnb.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI_ONTOLOGY = REPO / "ussnb" / "resources" / "mini_ontology.json"
 
 SMALL = dict(
