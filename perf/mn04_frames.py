@@ -26,7 +26,7 @@ def main() -> int:
     from ussnb import data
     from ussnb.runtime import configure_threads
     from ussnb.taggers.stage import build_run_tagger
-    from ussnb.taggers.training import ClipCache
+    from ussnb.sed_training import ClipCache
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="esc50")

@@ -32,10 +32,10 @@ import soundfile as sf
 
 def main() -> int:
     from ussnb.audio import load_audio_with_rate, resample
-    from ussnb.benchmark_eval import held_out_classes
+    from ussnb.run import Run
     from ussnb.data.compose import assign_splits
     from ussnb.data.recipes.esc50 import esc50_events, find_esc50
-    from ussnb.evaluate import sdr
+    from ussnb.eval.metrics import sdr
     from ussnb.runtime import configure_threads
     from ussnb.cli.batch import run_separate
     from ussnb.separation import SeparationBundle
@@ -54,7 +54,7 @@ def main() -> int:
     configure_threads(args.threads)
     run = Path(args.run_dir)
     bundle = SeparationBundle.load(run)
-    held = set(held_out_classes(run / "02_anchor_mining")) if (run / "02_anchor_mining").is_dir() else set()
+    held = set(Run(run).held_out_classes())
     known = set(bundle.labels)
     events = esc50_events(find_esc50(args.esc50))
     split_of = assign_splits(events, seed=args.split_seed)

@@ -4,6 +4,10 @@ Developer/CI-only data (AudioSet metadata, the ESC-50 subset, pretrained weights
 ``shared`` folder beside the project. Tests find it through ``USSNB_SHARED`` (``.ci/run`` sets it) or, failing
 that, ``../shared`` next to the repository. Tests that need it skip with a clear reason when it is absent;
 parity tests never skip when it is present.
+
+``tests`` is a package (``__init__.py`` in every folder), so test modules of the same name may live in different
+folders and share helpers by import (``tests.tiny_starter``: a tiny starter set and its test sets, once per
+session).
 """
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.tiny_starter import music, pairs, speech, tiny_starter  # noqa: F401  (session fixtures, see there)
 
 REPO = Path(__file__).resolve().parents[1]
 

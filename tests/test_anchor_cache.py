@@ -1,4 +1,5 @@
-"""The cached anchor set on a real (tiny, composed) dataset: completeness, resuming, precision, speed."""
+"""The cached anchor set on a real (tiny, composed) dataset: completeness, resuming, precision, speed; held-out
+classes left out of it (zero-shot) on the tiny starter set of tests/tiny_starter.py."""
 import os
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 
 from ussnb import data
 from ussnb.anchors import AnchorSet, batch_from_cache, measure_cache_speedup, mine_anchor_set, mining_precision
+from ussnb.data.recipes.starter.catalogue import NAME_TO_MID
 from ussnb.taggers.sed import SedCnn
 
 
@@ -73,3 +75,18 @@ def test_precision_and_batches_and_speed(tiny):
     assert batch.mixture.shape == batch.target.shape == (4, 2 * ds.sample_rate)
     speed = measure_cache_speedup(ds, "train", a, tagger, batches=1, batch_size=4)
     assert speed["speedup"] > 1.0
+
+
+def test_anchor_exclusion_leaves_held_out_classes_out(tiny_starter, tmp_path):
+    """The training half of zero-shot: mine_anchor_set(..., exclude_classes) mines no anchor of those classes."""
+    ds = data.load(tiny_starter[0])
+    tagger = SedCnn(classes=len(ds.labels)).eval()
+    hihat = NAME_TO_MID["Hi-hat"]
+    full = mine_anchor_set(ds, "train", tmp_path / "all", strategy="in-clip-random", tagger=tagger,
+                           condition_types=("soft",), progress=False)
+    held = mine_anchor_set(ds, "train", tmp_path / "held", strategy="in-clip-random", tagger=tagger,
+                           condition_types=("soft",), exclude_classes=[hihat], progress=False)
+    k = ds.label_index[hihat]
+    assert (full.label == k).any() and not (held.label == k).any()
+    assert set(held.label.tolist()) == set(full.label.tolist()) - {k}
+    assert held.meta["exclude"] == [hihat]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import ussnb
-from test_cli_bad_inputs import MIDS, SR, _make_run
+from tests.cli.test_bad_inputs import MIDS, SR, make_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def test_import_is_light():
 
 def test_load_run_and_separate_by_class_and_by_path(tmp_path, monkeypatch):
     monkeypatch.setenv("USSNB_AUDIOSET_META", str(tmp_path / "no-meta"))
-    run = _make_run(tmp_path / "run")
+    run = make_run(tmp_path / "run")
     bundle = ussnb.load_run(run)
     assert bundle.labels == MIDS and bundle.sample_rate == SR
     wave = np.random.default_rng(0).standard_normal(SR * 3).astype(np.float32) * 0.1

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ussnb import benchmark_eval as BE
+from ussnb.eval import protocol
 from ussnb.errors import SeparationError
 from ussnb.inference import apply_separator, forward_chunks
 from ussnb.separators import build_separator
@@ -54,7 +54,7 @@ def test_validation_and_benchmark_use_the_same_path():
     x = np.random.default_rng(2).standard_normal((4, 2 * sr)).astype(np.float32) * 0.1
     c = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
     val = separate_batch(model, x, c)
-    bench = BE.separate_items(model, x, c, batch_size=4)  # 2 s items = one chunk each
+    bench = protocol.separate_items(model, x, c, batch_size=4)  # 2 s items = one chunk each
     np.testing.assert_allclose(val, bench, rtol=1e-5, atol=1e-6)
 
 

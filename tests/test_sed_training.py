@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ussnb import data
-from ussnb.taggers.training import SedTrainConfig, evaluate_tagger, train_sed
+from ussnb.sed_training import SedTrainConfig, evaluate_tagger, train_sed
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write ``ussnb/resources/mini_ontology.json``: the AudioSet ontology restricted to the starter classes.
 
-For every class of ``STARTER_CLASSES`` (``ussnb/data/recipes/starter.py``) the file holds its AudioSet
+For every class of ``STARTER_CLASSES`` (``ussnb/data/recipes/starter/catalogue.py``) the file holds its AudioSet
 label (index 0..526, MID, display name) and every ancestor node up to the top level (all parent paths, e.g.
 Choir lies under both Singing and Musical instrument). Nodes keep AudioSet's ids and names; ``child_ids``
 are restricted to nodes in the mini set. Same field names as ``ontology.json`` / ``class_labels_indices.csv``

@@ -52,7 +52,7 @@ class SedSection:
     sed_batch_size: int = _p(16, "distinct classes per balanced batch")
     sed_lr: float = _p(0.001, "AdamW learning rate")
     sed_pooling: str = _p("attention", "attention | max : frames -> clip probability")
-    sed_size: str = _p("cpu", "SED model size: default | cpu | tiny (see ussnb.taggers.training.SED_SIZES)")
+    sed_size: str = _p("cpu", "SED model size: default | cpu | tiny (see ussnb.sed_training.SED_SIZES)")
     sed_mixup: float = _p(0.0, "Beta(a, a) mixup of clips and tags; 0 turns it off")
     sed_eval_every: int = _p(250, "validation mAP every N steps")
     compare_sed: bool = _p(False, "with a pretrained tagger: also train starter-sed on the weak labels and compare")

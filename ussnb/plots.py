@@ -8,7 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot``, on the Agg backend outside a notebook unless ``MPLBACKEND`` says otherwise."""
     import matplotlib
 
     if os.environ.get("MPLBACKEND") is None and not _in_notebook():
@@ -46,7 +47,7 @@ def log_mel(wave: np.ndarray, sr: int, n_mels: int = 64, hop: int | None = None)
 
 def class_counts(counts: Mapping[str, Mapping[str, int]], names: Mapping[str, str], path=None, title=""):
     """Horizontal stacked bars: clips tagged with each class, per split. ``counts[split][mid]``."""
-    plt = _plt()
+    plt = pyplot()
     mids = sorted(names, key=lambda m: names[m].lower())
     fig, ax = plt.subplots(figsize=(7, 0.22 * len(mids) + 1.2))
     left = np.zeros(len(mids))
@@ -75,7 +76,7 @@ def weak_clip(
 ):
     """The weak-label picture (paper Fig. 2): a clip's log-mel with its clip-level tags only; optionally the
     true event times (hidden from training) and frame probabilities of its tags (100 frames/s)."""
-    plt = _plt()
+    plt = pyplot()
     names = names or {}
     rows = 2 + (frame_probs is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(9, 2.0 * rows + 0.6), sharex=True,
@@ -112,7 +113,7 @@ def training_curves(history: Sequence[Mapping], keys: Sequence[str] = ("loss",),
                     references: Mapping[str, float] | None = None, title: str = "", path=None):
     """Loss per step (smoothed) on the left axis, evaluation figures (e.g. validation mAP / SDRi) on the right,
     with optional horizontal reference lines (e.g. the x/2 floor and the IRM ceiling)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.4))
     steps = np.array([h["step"] for h in history])
     for key in keys:
@@ -142,7 +143,7 @@ def training_curves(history: Sequence[Mapping], keys: Sequence[str] = ("loss",),
 
 def bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str = "", title: str = "", path=None):
     """Grouped bars: ``values[group][series]``."""
-    plt = _plt()
+    plt = pyplot()
     groups = list(values)
     series = list(dict.fromkeys(s for g in groups for s in values[g]))
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(series)) / 2, 3.2))
@@ -163,7 +164,7 @@ def anchor_figure(wave: np.ndarray, sr: int, probs: np.ndarray, start: int, dura
                   path=None):
     """The paper's Fig. 4 for one clip: log-mel, the frame probability of the sampled tag with the chosen
     anchor block (and the true events of that class, if known), and the tagging of the anchor segment."""
-    plt = _plt()
+    plt = pyplot()
     rows = 2 + (anchor_tags is not None)
     fig, axes = plt.subplots(rows, 1, figsize=(9, 2.1 * rows + 0.5),
                              gridspec_kw={"height_ratios": [3, 1.6] + [1.8] * (rows - 2)})
@@ -193,7 +194,7 @@ def anchor_figure(wave: np.ndarray, sr: int, probs: np.ndarray, start: int, dura
 
 def precision_plot(precision: Mapping[str, Mapping[str, float]], path=None):
     """Mining precision per strategy against anchor duration τ."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for strategy, per in precision.items():
         durations = sorted(per, key=float)
@@ -210,7 +211,7 @@ def precision_plot(precision: Mapping[str, Mapping[str, float]], path=None):
 
 def embedding_map(points: np.ndarray, labels: Sequence[int], names: Sequence[str], title: str = "", path=None):
     """2-D scatter (e.g. PCA of anchor conditions) coloured by class."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5.5))
     labels = np.asarray(labels)
     cmap = plt.get_cmap("tab20")
@@ -226,7 +227,7 @@ def embedding_map(points: np.ndarray, labels: Sequence[int], names: Sequence[str
 
 
 def similarity_matrix(matrix: np.ndarray, names: Sequence[str], title: str = "", path=None):
-    plt = _plt()
+    plt = pyplot()
     n = len(names)
     fig, ax = plt.subplots(figsize=(0.22 * n + 2.5, 0.22 * n + 2))
     im = ax.imshow(matrix, cmap="viridis", vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0)

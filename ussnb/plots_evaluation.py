@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .plots import _plt, save
+from .plots import pyplot, save
 
 
 def _num(v) -> float:
@@ -21,7 +21,7 @@ def per_class_sdri(per_class: Mapping[str, Mapping[str, float | None]], *, title
 
     ``per_class[name]`` holds ``sdri_avg``, ``sdri_oracle``, ``irm_sdri``, ``trivial_sdri`` (None = absent);
     ``classes`` restricts the plot (the interactive class filter)."""
-    plt = _plt()
+    plt = pyplot()
     names = [c for c in (classes if classes is not None else per_class) if c in per_class]
 
     def key(c):
@@ -51,7 +51,7 @@ def per_class_sdri(per_class: Mapping[str, Mapping[str, float | None]], *, title
 
 def music_stems(summary: Mapping, *, title: str = "", path=None):
     """museval SDR and SDRi per stem beside the IRM ceiling and the x/2 floor (SDRi)."""
-    plt = _plt()
+    plt = pyplot()
     stems = list(summary["museval_sdr"])
     x = np.arange(len(stems))
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -73,7 +73,7 @@ def music_stems(summary: Mapping, *, title: str = "", path=None):
 
 def speech_by_snr(summary: Mapping, *, title: str = "", path=None):
     """PESQ and segmental SNR of the enhanced speech vs the noisy input, per input SNR."""
-    plt = _plt()
+    plt = pyplot()
     per = summary["per_snr"]
     snrs = sorted(per, key=float)
     x = [float(s) for s in snrs]
@@ -95,7 +95,7 @@ def zero_shot_bars(per_class: Mapping[str, Any], unseen: Sequence[str], *, title
     """SDRi per class by example (bars) and by class average (dots), the x/2 floor and IRM ceiling as ticks;
     held-out (unseen) classes in green. ``per_class`` maps a class to a number (by example) or to a dict with
     ``by_example`` / ``class_average`` / ``floor`` / ``irm``."""
-    plt = _plt()
+    plt = pyplot()
     get = lambda c, k: _num(per_class[c].get(k) if isinstance(per_class[c], Mapping) else  # noqa: E731
                             (per_class[c] if k == "by_example" else None))
     names = sorted(per_class, key=lambda c: (c not in unseen, -get(c, "by_example"), c))

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .plots import _plt, log_mel, save
+from .plots import pyplot, log_mel, save
 
 # one track: (label, waveform, active intervals [[start, end], ...] in seconds)
 TrackSpec = tuple[str, np.ndarray, Sequence[Sequence[float]]]
@@ -58,7 +58,7 @@ def hierarchy_figure(
     """
     if kind not in ("spectrogram", "waveform"):
         raise ValueError(f"kind must be 'spectrogram' or 'waveform', got {kind!r}")
-    plt = _plt()
+    plt = pyplot()
     levels = sorted(tracks)
     cols = max(1, len(levels))
     rows = 1 + max([min(len(tracks[lv]), max_tracks) for lv in levels] + [1])
@@ -102,7 +102,7 @@ def activity_figure(summary: Mapping, *, true_events: Sequence[Mapping] | None =
                     title: str = "", path: str | os.PathLike | None = None):
     """Where each node was detected: per level, one row per active node (bar = active intervals, the label
     with its max probability); optional true events (``{"label", "onset", "offset"}``) as a top panel."""
-    plt = _plt()
+    plt = pyplot()
     levels = sorted(summary["levels"], key=int)
     duration = float(summary["duration_seconds"])
     heights = [max(1, min(len(summary["levels"][lv]["nodes"]), max_nodes)) for lv in levels]
@@ -139,7 +139,7 @@ def activity_figure(summary: Mapping, *, true_events: Sequence[Mapping] | None =
 def query_figure(mixture: np.ndarray, sr: int, outputs: Mapping[str, np.ndarray], *, title: str = "",
                  path: str | os.PathLike | None = None):
     """Log-mel spectrograms of the mixture and of each separated output (e.g. target and residual), stacked."""
-    plt = _plt()
+    plt = pyplot()
     items = [("mixture", mixture)] + list(outputs.items())
     fig, axes = plt.subplots(len(items), 1, figsize=(8, 1.5 * len(items) + 0.6), squeeze=False, sharex=True)
     ref = log_mel(np.asarray(mixture, np.float32), sr)
@@ -155,7 +155,7 @@ def query_figure(mixture: np.ndarray, sr: int, outputs: Mapping[str, np.ndarray]
 
 def detection_figure(detection, *, path=None):
     """Found-rate and false nodes per clip per level, before and after calibrating θ (stage 05)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
     keys = list(detection)
     levels = sorted({int(lv) for d in detection.values() for lv in d})

@@ -34,7 +34,7 @@ from .anchors import AnchorSet, detected_sets, group_disjoint, mix_sources, roll
 from .audio import resample
 from .errors import ConfigError, DataError
 from .io import atomic_path
-from .evaluate import class_aggregate, reference_scores, sdr_torch, sdri
+from .eval.metrics import class_aggregate, reference_scores, sdr_torch, sdri
 from .queries import CONDITION_TYPES, LEARNABLE
 from .trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything, warmup_lambda
 from .run import HISTORY_FILE, SEPARATOR_FILE, VALIDATION_FILE

@@ -36,7 +36,7 @@ from ussnb.runtime import configure_threads
 from ussnb import plots
 from ussnb.io import write_metrics, write_timing
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
-from ussnb.taggers.training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
+from ussnb.sed_training import SED_SIZES, ClipCache, SedTrainConfig, evaluate_tagger, predict, train_sed
 from ussnb.taggers.sed import SedCnn
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1

@@ -37,7 +37,7 @@ from ussnb.runtime import configure_threads
 from ussnb import anchors as A
 from ussnb import plots
 from ussnb.io import write_metrics, write_timing
-from ussnb.taggers.training import ClipCache, predict
+from ussnb.sed_training import ClipCache, predict
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)

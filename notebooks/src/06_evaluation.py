@@ -18,7 +18,7 @@
 # pairs already scores $10\log_{10} 2 \approx 3.0$ dB SDRi (so results are also stated *above the floor*), and the
 # **IRM ceiling** $\hat S = \frac{|S|}{|S| + |N|} X$ with the model's own STFT, the best a magnitude mask can do.
 #
-# **Benchmarks** (`ussnb/benchmarks.py`, each deterministic from a seed, prepared once under
+# **Benchmarks** (`ussnb/data/testsets/`, each deterministic from a seed, prepared once under
 # `<USSNB_DATA>/benchmarks/`):
 #
 # | benchmark | built like | from |
@@ -58,11 +58,11 @@ from IPython.display import Audio, display
 
 from ussnb.run import Run
 from ussnb.runtime import configure_threads
-from ussnb import benchmark_eval as BE
+from ussnb.eval import protocol
 from ussnb.io import write_metrics
 from ussnb import plots_evaluation as PE
 from ussnb.audio import save_audio
-from ussnb.benchmarks import Benchmark, prepare_benchmarks
+from ussnb.data.testsets import Benchmark, prepare_benchmarks
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
 stage = Path(stage_dir)
@@ -79,7 +79,7 @@ print(f"separator: {bundle.model.registry_name} ({bundle.kind} conditions, {len(
 
 # %%
 trained_without = run.held_out_classes()
-unseen = BE.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
+unseen = protocol.resolve_classes(zero_shot_classes, bundle.labels, bundle.names) if zero_shot_classes else trained_without
 # classes held out of training: every ESC-50 recording of theirs is unheard, so all serve as targets and examples
 benches = prepare_benchmarks(dataset_root, pairs_per_class=pairs_per_class, pair_examples=pair_examples,
                              music_pieces=music_pieces, music_seconds=music_seconds,
@@ -96,10 +96,10 @@ results, metrics_b = {}, {}
 for name in ("starter-pairs", "esc50-pairs"):
     b = benches[name]
     if not isinstance(b, Benchmark):
-        metrics_b[name] = BE.skipped_entry(b)
+        metrics_b[name] = protocol.skipped_entry(b)
         continue
-    results[name] = BE.evaluate_pairs(b, bundle, keep_audio=True)
-    metrics_b[name] = BE.pair_metrics(results[name]) | {"data_checksum": b.checksum[:16]}
+    results[name] = protocol.evaluate_pairs(b, bundle, keep_audio=True)
+    metrics_b[name] = protocol.pair_metrics(results[name]) | {"data_checksum": b.checksum[:16]}
     m = metrics_b[name]
     fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
     print(f"{name}: SDRi average {fmt(m['sdri_avg'])} dB, oracle {fmt(m['sdri_oracle'])} dB | floor x/2 "
@@ -115,7 +115,7 @@ for name in ("starter-pairs", "esc50-pairs"):
 (stage / "examples").mkdir(exist_ok=True)
 for name, res in results.items():
     a = res["audio"]
-    for ex in BE.pick_examples(res):
+    for ex in protocol.pick_examples(res):
         i = ex["index"]
         est = a["est_avg"] if ex["metric"] == "sdri_avg" else a["est_oracle"]
         print(f"{name} · {ex['which']} class: {ex['class_name']} (vs {ex['interferer']}), "
@@ -131,13 +131,13 @@ for name, res in results.items():
 # %%
 music = benches["starter-music"]
 if isinstance(music, Benchmark):
-    res_music = BE.evaluate_music(music, bundle)
+    res_music = protocol.evaluate_music(music, bundle)
     metrics_b["starter-music"] = res_music["summary"] | {"data_checksum": music.checksum[:16]}
-    print(json.dumps(BE.rounded(res_music["summary"], 2), indent=1))
+    print(json.dumps(protocol.rounded(res_music["summary"], 2), indent=1))
     PE.music_stems(res_music["summary"], title="starter-music: museval SDR and SDRi per stem",
                    path=stage / "figures" / "music_stems.png")
 else:
-    metrics_b["starter-music"] = BE.skipped_entry(music)
+    metrics_b["starter-music"] = protocol.skipped_entry(music)
     print(music.reason)
 
 # %% [markdown]
@@ -146,14 +146,14 @@ else:
 # %%
 speech = benches["starter-speech"]
 if isinstance(speech, Benchmark):
-    res_speech = BE.evaluate_speech(speech, bundle, query=speech_query)
+    res_speech = protocol.evaluate_speech(speech, bundle, query=speech_query)
     metrics_b["starter-speech"] = res_speech["summary"] | {"data_checksum": speech.checksum[:16]}
-    print(json.dumps(BE.rounded(res_speech["summary"], 2), indent=1))
+    print(json.dumps(protocol.rounded(res_speech["summary"], 2), indent=1))
     if res_speech["rows"]:
         PE.speech_by_snr(res_speech["summary"], title="starter-speech: enhanced vs noisy",
                          path=stage / "figures" / "speech_by_snr.png")
 else:
-    metrics_b["starter-speech"] = BE.skipped_entry(speech)
+    metrics_b["starter-speech"] = protocol.skipped_entry(speech)
     print(speech.reason)
 
 # %% [markdown]
@@ -162,7 +162,7 @@ else:
 # %%
 zero_shot = {}
 for name, res in results.items():
-    zs = BE.evaluate_zero_shot(benches[name], bundle, unseen, pairs=res,
+    zs = protocol.evaluate_zero_shot(benches[name], bundle, unseen, pairs=res,
                                held_out_in_training=bool(unseen) and set(unseen) <= set(trained_without))
     if unseen and not set(unseen) <= set(trained_without):
         zs["warning"] = ("zero_shot_classes were not all left out of this run's training anchors "
@@ -202,11 +202,11 @@ metrics = {
                "benchmark_seed": benchmark_seed, "zero_shot_classes": list(unseen)},
 }
 write_metrics(stage, metrics)
-table = BE.results_table(metrics_b)
-BE.write_csv(stage / "results.csv", table)
+table = protocol.results_table(metrics_b)
+protocol.write_csv(stage / "results.csv", table)
 per_class_rows = [{"benchmark": n, "class": c} | v for n, m in metrics_b.items() for c, v in m.get("per_class", {}).items()]
 if per_class_rows:
-    BE.write_csv(stage / "per_class.csv", BE.rounded(per_class_rows))
+    protocol.write_csv(stage / "per_class.csv", protocol.rounded(per_class_rows))
 pd.DataFrame(table)
 
 # %% [markdown]

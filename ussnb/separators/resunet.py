@@ -32,7 +32,7 @@ Reference quirks, and what is kept
   gradient (use ``find_unused_parameters`` under DDP, or ``official_layout=False`` to train without them).
   Note: the reference README/notes name the unused Linears ``...->conv_block2->beta2``; the parity vectors show
   that the decoder-level ``->beta2`` (beside the unused ``bn2``) is the one not used — the residual block's
-  ``conv_block2->beta2`` *is* used (see ``tests/test_resunet.py``).
+  ``conv_block2->beta2`` *is* used (see ``tests/separators/test_resunet.py``).
 * **Frozen STFT kernels dropped.** The reference computes the STFT/iSTFT with 12.6 M frozen conv weights
   (``base.stft.conv_real.weight`` ...). Here ``torch.stft``/``torch.istft`` do the same transform; those 5 keys
   are not in this model's state dict, and :func:`load_official_uss_checkpoint` ignores them when present.

@@ -1,12 +1,12 @@
-"""Run a trained separator on the benchmarks of :mod:`ussnb.benchmarks` (paper §4 protocol).
+"""Run a trained separator on the test sets of :mod:`ussnb.data.testsets` (paper §4 protocol).
 
 The model is anything shaped like :class:`ussnb.separation.SeparationBundle` (``model``, ``kind``, ``labels``,
 ``names``, ``class_conditions`` ``(K, C)``, ``class_counts`` ``(K,)``, ``query_net()``, ``sample_rate``):
-:func:`load_run_bundle` builds one from a pipeline run's stage folders.
+:meth:`ussnb.run.Run.bundle` builds one from a pipeline run's stage folders.
 
 Protocol. Benchmark audio is 32 kHz; it is resampled to the model's rate and scored there. The separator
 runs on non-overlapping 2 s chunks (the reference evaluation; the last chunk zero-padded and cut). SDR and
-SDRi as in :mod:`ussnb.evaluate` (whole item). Conditions:
+SDRi as in :mod:`ussnb.eval.metrics` (whole item). Conditions:
 
 - **average**: the class-average condition of the target class (eq. 9, the run's stage-03 output); classes
   without training anchors (held out for zero-shot) have none, and their items are left out of ``sdri_avg``;
@@ -17,11 +17,10 @@ SDRi as in :mod:`ussnb.evaluate` (whole item). Conditions:
 
 Beside each figure: ``irm_sdri`` (ideal ratio mask with the model's STFT, the ceiling of a magnitude mask) and
 ``trivial_sdri`` (ŝ = x/2, ≈ 3 dB on 0 dB pairs) on the very same mixtures. Aggregate: per-class median,
-then mean over classes (:func:`ussnb.evaluate.class_aggregate`).
+then mean over classes (:func:`ussnb.eval.metrics.class_aggregate`).
 """
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -30,32 +29,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .audio import resample
-from .benchmarks import SAMPLE_RATE, STEMS, Benchmark, Skipped
-from .errors import DataError
-from .io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
-from .evaluate import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
+from ..audio import resample
+from ..data.testsets import SAMPLE_RATE, STEMS, Benchmark, Skipped
+from ..errors import DataError
+from ..io import dumps_metrics, rounded  # noqa: F401  (dumps_metrics: part of this module's API)
+from .metrics import class_aggregate, museval_sdr, oracle_cirm, oracle_irm, pesq_wb, sdr, segmental_snr
 
 PAIR_METRICS = ("sdri_avg", "sdri_oracle", "irm_sdri", "cirm_sdri", "trivial_sdri")
 
 
 # ============================================================================================ model side
-def load_run_bundle(training_dir: str | os.PathLike, *, sed_dir=None, queries_dir=None, data_dir=None):
-    """The run's separator with its condition type, class-average conditions and (lazily) its tagger."""
-    from .separation import SeparationBundle
-
-    return SeparationBundle.from_checkpoint(Path(training_dir) / "separator.pt", sed_dir=sed_dir,
-                                            queries_dir=queries_dir, data_dir=data_dir)
-
-
-def held_out_classes(anchors_dir: str | os.PathLike) -> list[str]:
-    """MIDs the run's training anchors excluded (``mine_anchor_set(..., exclude_classes=...)``)."""
-    meta = Path(anchors_dir) / "anchors" / "train" / "anchors.json"
-    if not meta.is_file():
-        return []
-    return list(json.loads(meta.read_text()).get("exclude", []))
-
-
 def resolve_classes(classes: Iterable[str], labels: Sequence[str], names: Sequence[str]) -> list[str]:
     """Class display names (case-insensitive) or MIDs → MIDs of ``labels``; unknown ones raise."""
     by_name = {n.lower(): m for m, n in zip(labels, names)}
@@ -85,7 +68,7 @@ def separate_items(model, waves: np.ndarray, conditions: np.ndarray, *, chunk: i
     Each item is cut into non-overlapping ``chunk``-sample pieces (default 2 s; last piece zero-padded),
     separated in batches and put back together (the reference evaluation's chunking, no cross-fade) — through
     the kit's one inference path, :func:`ussnb.inference.apply_separator`."""
-    from .inference import apply_separator
+    from ..inference import apply_separator
 
     seconds = (chunk or _chunk(model)) / int(model.sample_rate)
     return apply_separator(model, waves, conditions, segment_seconds=seconds, overlap=0.0, batch_size=batch_size)
@@ -348,7 +331,7 @@ def evaluate_speech(bench: Benchmark, bundle, *, query: str = "mean", batch_size
 
     ``query="mean"``: one "speech" query for every item — the mean class-average condition of the starter's
     speech classes (male, female, child) the model has; ``"own"``: the item's own speech class."""
-    from .data.recipes.starter import SPEAKERS, STARTER_CLASSES
+    from ..data.recipes.starter import SPEAKERS, STARTER_CLASSES
 
     sr = int(bundle.sample_rate)
     model = bundle.model
@@ -538,6 +521,6 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping]) -> Path:
 
 
 __all__ = ["PAIR_METRICS", "class_condition", "dumps_metrics", "evaluate_music", "evaluate_pairs",
-           "evaluate_speech", "evaluate_zero_shot", "held_out_classes", "load_run_bundle", "oracle_conditions",
+           "evaluate_speech", "evaluate_zero_shot", "oracle_conditions",
            "pair_audio", "pair_metrics", "pick_examples", "resolve_classes", "results_table", "rounded", "separate_items", "skipped_entry",
            "speech_condition", "summarise_pairs", "waveform_conditions", "write_csv"]

@@ -7,6 +7,7 @@ turns its frame probabilities into the clip prediction the loss compares with th
 nevertheless localise events is what :func:`evaluate_tagger` measures on the starter set, whose true event
 times are kept aside. Batches are balanced (B distinct classes, one clip each); mixup is optional.
 Checkpoints are written atomically and training resumes exactly.
+The model is :class:`ussnb.taggers.sed.SedCnn`; the separator's training loop is :mod:`ussnb.train`.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.weak import BalancedSampler, WeakDataset
-from ..trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything
-from .sed import SedCnn, load_sed, save_sed
+from .data.weak import BalancedSampler, WeakDataset
+from .taggers.sed import SedCnn, save_sed
+from .trainutil import capture_rng, restore_rng, resume_state, save_state, seed_everything
 
 
 # Size presets of the starter SED model (constructor arguments of SedCnn). Measured on 2 cores, batch 16 × 10 s,
@@ -84,8 +85,8 @@ def predict(tagger, dataset: WeakDataset, split: str, *, batch_size: int = 8, pr
     with torch.inference_mode():
         for lo in tqdm(range(0, n, batch_size), desc=f"tagging {split}", disable=not progress):
             out = tagger.tag(_stack([cache(i) for i in range(lo, min(n, lo + batch_size))]))
-            clips.append(out.clip.numpy())
-            frames.append(out.frames.numpy().astype(np.float16))
+            clips.append(out.clip.cpu().numpy())
+            frames.append(out.frames.cpu().numpy().astype(np.float16))
     tagger.train(was_training)
     return {"clip": np.concatenate(clips), "frames": np.concatenate(frames)}
 
@@ -95,7 +96,7 @@ def evaluate_tagger(tagger, dataset: WeakDataset, split: str, *, progress: bool 
     """mAP over the split's clip tags, and — when true event times exist — frame-level SED quality:
     ``sed_frame_auc`` (ROC AUC of frame probabilities vs true activity, averaged over classes) and
     ``sed_f1_1s`` (segment-based F1 on 1 s segments at threshold 0.5)."""
-    from ..tagging_metrics import frame_auc, frame_targets, mean_average_precision, roc_auc, segment_f1
+    from .eval.metrics import frame_auc, frame_targets, mean_average_precision, roc_auc, segment_f1
 
     pred = predictions or predict(tagger, dataset, split, progress=progress, cache=cache)
     y = dataset.targets(split)
@@ -130,9 +131,9 @@ def train_sed(
 ) -> tuple[SedCnn, list[dict]]:
     """Train :class:`SedCnn` on ``dataset``'s train split; resumes from ``out_dir/state.pt`` if present.
 
-    Writes ``out_dir/tagger.pt`` (the model + config, loadable with :func:`load_sed`) and
+    Writes ``out_dir/tagger.pt`` (the model + config, loadable with :func:`~ussnb.taggers.sed.load_sed`) and
     ``out_dir/history.json`` (loss per step, validation mAP every ``eval_every``)."""
-    from ..progress import progress_bar
+    from .progress import progress_bar
 
     cfg = config if isinstance(config, SedTrainConfig) else SedTrainConfig(**(config or {}))
     out = Path(out_dir)
@@ -193,4 +194,4 @@ def train_sed(
     return model, history
 
 
-__all__ = ["ClipCache", "SedTrainConfig", "evaluate_tagger", "load_sed", "predict", "train_sed"]
+__all__ = ["SED_SIZES", "ClipCache", "SedTrainConfig", "evaluate_tagger", "predict", "train_sed"]

@@ -10,6 +10,7 @@ import pytest
 from ussnb import doctor, system_packages
 from ussnb.cli import main
 from ussnb.data.recipes import starter
+from ussnb.data.recipes.starter import requirements
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +83,7 @@ def test_doctor_and_cli_import_no_third_party_module():
 
 def test_prepare_install_flag_exists_and_advises_sudo_when_not_root(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("USSNB_DATA", str(tmp_path))
-    monkeypatch.setattr(starter, "_package_present", lambda package: package != "lmms-common")
+    monkeypatch.setattr(requirements, "_package_present", lambda package: package != "lmms-common")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     code = main(["data", "prepare", "starter", "--install"])
     err = capsys.readouterr().err
@@ -92,7 +93,7 @@ def test_prepare_install_flag_exists_and_advises_sudo_when_not_root(monkeypatch,
 
 
 def test_missing_requirements_advice_names_commands_that_exist(monkeypatch):
-    monkeypatch.setattr(starter, "_package_present", lambda package: package != "sonic-pi-samples")
+    monkeypatch.setattr(requirements, "_package_present", lambda package: package != "sonic-pi-samples")
     with pytest.raises(Exception) as info:
         starter.check_requirements()
     message = str(info.value)

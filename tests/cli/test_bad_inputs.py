@@ -35,7 +35,8 @@ K = len(MIDS)
 ERROR_LINE = re.compile(r"^ussnb(?: [\w-]+)*: error: (.+)$", re.M)  # ours and argparse's
 
 
-def _make_run(root: Path) -> Path:
+def make_run(root: Path) -> Path:
+    """A tiny run directory (random weights) for the CLI's and the API's tests (tests/test_api.py)."""
     torch.manual_seed(0)
     sep = build_separator("meltcn", "tiny", condition_size=K)
     save_separator(root / "04_training" / "separator.pt", sep, condition="soft", labels=MIDS, tagger="starter-sed")
@@ -62,7 +63,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bad_inputs")
-    paths = {"root": root, "run": _make_run(root / "run")}
+    paths = {"root": root, "run": make_run(root / "run")}
     rng = np.random.default_rng(0)
     sf.write(root / "good.wav", (0.1 * rng.standard_normal(int(2.5 * SR))).astype(np.float32), SR)
     (root / "in").mkdir()

@@ -17,9 +17,10 @@ import pytest
 
 from ussnb.data.compose import SourceEvent, is_complete
 from ussnb.data.recipes import starter
+from ussnb.data.recipes.starter import catalogue, requirements, samples
 from ussnb.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI_ONTOLOGY = REPO / "ussnb" / "resources" / "mini_ontology.json"
 
 SMALL = dict(
@@ -33,7 +34,7 @@ SMALL = dict(
 # requirements
 # ------------------------------------------------------------------------------------------------------
 def _pretend_missing(monkeypatch, *missing: str) -> None:
-    monkeypatch.setattr(starter, "_package_present", lambda package: package not in missing)
+    monkeypatch.setattr(requirements, "_package_present", lambda package: package not in missing)
 
 
 def test_missing_apt_package_names_it_and_the_command(monkeypatch):
@@ -65,9 +66,9 @@ def test_collect_and_prepare_check_requirements_first(monkeypatch, tmp_path):
 
 def test_install_requirements_without_root_raises_the_clear_message(monkeypatch):
     _pretend_missing(monkeypatch, "lmms-common")
-    monkeypatch.setattr(starter.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(requirements.os, "geteuid", lambda: 1000)
     ran = []
-    monkeypatch.setattr(starter.subprocess, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(requirements.subprocess, "run", lambda *a, **k: ran.append(a))
     with pytest.raises(DataError, match=r"lmms-common is not installed: run `sudo apt-get install"):
         starter.install_requirements()
     assert ran == []
@@ -75,7 +76,7 @@ def test_install_requirements_without_root_raises_the_clear_message(monkeypatch)
 
 def test_unknown_class_is_a_clear_error():
     with pytest.raises(DataError, match="not a starter class"):
-        starter._select_classes(["Kazoo"])
+        catalogue.select_classes(["Kazoo"])
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -100,19 +101,6 @@ def test_group_splits_keep_groups_together():
     assert starter.assign_group_splits(events, seed=0) == (split_of, mode)
 
 
-def test_clean_notes_leaves_no_same_pitch_overlap_or_touch():
-    notes = [(0.0, 1.0, 60), (0.5, 1.5, 60), (1.5, 2.0, 60), (1.5, 2.0, 64), (2.0, 2.004, 64)]
-    cleaned = starter._clean_notes(notes)
-    by_pitch = defaultdict(list)
-    for s, e, p in cleaned:
-        assert e - s >= 0.01
-        by_pitch[p].append((s, e))
-    for runs in by_pitch.values():
-        runs.sort()
-        for (s0, e0), (s1, e1) in zip(runs, runs[1:]):
-            assert s1 - e0 >= 0.01 - 1e-9
-
-
 def test_excerpts_are_short_and_inside_the_recording():
     import numpy as np
 
@@ -122,7 +110,7 @@ def test_excerpts_are_short_and_inside_the_recording():
     for start in (0.5, 3.0, 6.2, 8.0):  # four 1.8 s "words"
         a = int(start * sr)
         wave[a:a + int(1.8 * sr)] = 0.3 * rng.standard_normal(int(1.8 * sr))
-    ex = starter._excerpts_of(wave, sr)
+    ex = samples.excerpts_of(wave, sr)
     assert 1 <= len(ex) <= 3
     for s, e in ex:
         assert 0 <= s < e <= 11.0 and e - s <= starter.MAX_EVENT_SECONDS + 1e-6
