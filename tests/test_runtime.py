@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ussnb.errors import ConfigError, UssnbError
-from ussnb.runtime import available_cores, resolve_threads, thread_env
+from ussnb.runtime import (autocast, available_cores, check_precision, device_env, resolve_device, resolve_threads,
+                           thread_env)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,3 +50,26 @@ def test_configure_sets_every_pool_in_a_fresh_process():
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["n"] == 1 and got["intra"] == 1 and got["inter"] == 1
     assert "×1" in got["blas"] or got["blas"] in ("not loaded", "?")
+
+# ------------------------------------------------------------------ devices and precision
+NO_CUDA = not torch.cuda.is_available()
+
+
+def test_devices_resolve_or_say_why_not(monkeypatch):
+    monkeypatch.delenv("USSNB_DEVICE", raising=False)
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("USSNB_DEVICE", "cpu")
+    assert resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
+    if NO_CUDA:
+        with pytest.raises(ConfigError, match="use --device cpu"):
+            resolve_device("cuda:0")
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        check_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="unknown precision"):
+        check_precision("fp8")
+    assert device_env("cpu", "bf16") == {"USSNB_DEVICE": "cpu", "USSNB_PRECISION": "bf16"}
+    with autocast("cpu", "bf16"):
+        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16

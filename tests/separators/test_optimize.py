@@ -1,5 +1,5 @@
-"""Devices and precision: resolve_device / check_precision, separators.optimize (one call for the fastest mode),
-the bundle following its device. CUDA cases skip with a reason on a machine without a GPU."""
+"""separators.optimize: one call for the fastest faithful mode on a device; the bundle runs through it on its
+device and precision. CUDA cases skip with a reason on a machine without a GPU."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,31 +7,10 @@ import pytest
 import torch
 
 from ussnb.errors import ConfigError
-from ussnb.runtime import autocast, check_precision, device_env, resolve_device
 from ussnb.separators import OptimizedSeparator, build_separator, optimize
 from ussnb.separators.optimize import output_sdr
 
 NO_CUDA = not torch.cuda.is_available()
-
-
-def test_devices_resolve_or_say_why_not(monkeypatch):
-    monkeypatch.delenv("USSNB_DEVICE", raising=False)
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    monkeypatch.setenv("USSNB_DEVICE", "cpu")
-    assert resolve_device(None) == torch.device("cpu")
-    with pytest.raises(ConfigError, match="unknown device"):
-        resolve_device("tpu")
-    if NO_CUDA:
-        with pytest.raises(ConfigError, match="use --device cpu"):
-            resolve_device("cuda:0")
-    with pytest.raises(ConfigError, match="needs a CUDA device"):
-        check_precision("fp16", "cpu")
-    with pytest.raises(ConfigError, match="unknown precision"):
-        check_precision("fp8")
-    assert device_env("cpu", "bf16") == {"USSNB_DEVICE": "cpu", "USSNB_PRECISION": "bf16"}
-    with autocast("cpu", "bf16"):
-        assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
 
 
 @pytest.fixture(scope="module")
