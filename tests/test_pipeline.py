@@ -98,11 +98,14 @@ def test_threads_setting_reaches_the_kernels(toy_notebooks, tmp_path):
     _notebook(nbs / "00_data.ipynb", 'stage_dir: str = ""',
               "import json, os, pathlib, torch\nfrom ussnb.runtime import configure_threads\nconfigure_threads()\n"
               "pathlib.Path(stage_dir, 'metrics.json').write_text(json.dumps({'torch': torch.get_num_threads(), "
-              "'blas': os.environ.get('OPENBLAS_NUM_THREADS')}))")
-    (nbs / "p.yaml").write_text("threads: 1\n")
-    run_pipeline(str(nbs / "p.yaml"), tmp_path / "a", notebooks_dir=nbs)
-    assert json.loads((tmp_path / "a" / "00_data" / "metrics.json").read_text()) == {"torch": 1, "blas": "1"}
-    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["runner"] == {"threads": 1}
+              "'blas': os.environ.get('OPENBLAS_NUM_THREADS'), 'device': os.environ.get('USSNB_DEVICE'), "
+              "'precision': os.environ.get('USSNB_PRECISION')}))")
+    (nbs / "p.yaml").write_text("threads: 1\nprecision: bf16\n")
+    run_pipeline(str(nbs / "p.yaml"), tmp_path / "a", notebooks_dir=nbs, device="cpu")
+    assert json.loads((tmp_path / "a" / "00_data" / "metrics.json").read_text()) == {
+        "torch": 1, "blas": "1", "device": "cpu", "precision": "bf16"}  # runner settings reach the kernels
+    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())["runner"] == {
+        "threads": 1, "device": "cpu", "precision": "bf16"}
     with pytest.raises(Exception, match="threads"):
         run_pipeline(str(nbs / "p.yaml"), tmp_path / "b", notebooks_dir=nbs, threads=-2)
 
