@@ -100,6 +100,8 @@ class TrainSection:
     speed_perturb: float = _p(0.15, "+- fraction of random speed change of anchors; 0 turns it off")
     val_every: int = _p(250, "validation SDRi every N steps")
     val_mixtures: int = _p(200, "fixed validation mixtures")
+    accumulate: int = _p(1, "micro-batches per optimizer step (gradient accumulation: batch_size x accumulate)")
+    sync_batchnorm: bool = _p(False, "under DDP: BatchNorm statistics over all ranks (SyncBatchNorm)")
     seed: int = _p(0, "seed of initialisation and sampling")
 
 

@@ -18,6 +18,7 @@ rank takes its shard ``batch[rank::world]`` of the same balanced global batch; g
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -379,6 +380,10 @@ def train_separator(
     params = list(model.parameters()) + ([p for p in query_net.parameters() if p.requires_grad] if query_net else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(cfg.schedule, cfg.warmup_steps, cfg.steps))
+    if cfg.accumulate < 1:
+        raise ConfigError(f"accumulate must be >= 1 micro-batches per step, got {cfg.accumulate}")
+    if dist and cfg.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0] if device.type ==
                                                            "cuda" else None) if dist else model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -428,20 +433,28 @@ def train_separator(
     model.train()
     t0, steps_this_call = time.time(), 0
     while step < cfg.steps:
-        batch = sampler.next()
-        x = to_device(batch["mixture"])[:, None]
-        s = to_device(batch["target"])[:, None]
-        q = batch["query"]  # (items, k): the mean condition of these anchors asks for each item's target
-        with autocast(device, precision):
-            if cfg.condition in LEARNABLE:
-                c = query_net(to_device(audio[q.ravel()]))
-            else:
-                c = to_device(condition_vectors(anchors, q.ravel(), cfg.condition))
-            c = c.view(q.shape[0], q.shape[1], -1).mean(dim=1)
-            est = ddp_model(x, c)
-        loss = _loss(cfg.loss, est.float(), s)  # the loss in fp32 whatever the forward's precision
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        loss_sum = 0.0
+        for micro in range(cfg.accumulate):  # gradient accumulation: cfg.accumulate balanced batches per step
+            batch = sampler.next()
+            x = to_device(batch["mixture"])[:, None]
+            s = to_device(batch["target"])[:, None]
+            q = batch["query"]  # (items, k): the mean condition of these anchors asks for each item's target
+            with autocast(device, precision):
+                if cfg.condition in LEARNABLE:
+                    c = query_net(to_device(audio[q.ravel()]))
+                else:
+                    c = to_device(condition_vectors(anchors, q.ravel(), cfg.condition))
+                c = c.view(q.shape[0], q.shape[1], -1).mean(dim=1)
+                est = ddp_model(x, c)
+            loss = _loss(cfg.loss, est.float(), s)  # the loss in fp32 whatever the forward's precision
+            loss_sum += loss.item()
+            if cfg.accumulate > 1:
+                loss = loss / cfg.accumulate
+            # DDP all-reduces the gradients once, on the last micro-batch
+            sync = contextlib.nullcontext() if not dist or micro == cfg.accumulate - 1 else ddp_model.no_sync()
+            with sync:
+                scaler.scale(loss).backward()
         scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
         scaler.step(opt)
@@ -449,7 +462,7 @@ def train_separator(
         sched.step()
         step += 1
         steps_this_call += 1
-        record: dict[str, Any] = {"step": step, "loss": round(loss.item(), 6), "lr": sched.get_last_lr()[0],
+        record: dict[str, Any] = {"step": step, "loss": round(loss_sum / cfg.accumulate, 6), "lr": sched.get_last_lr()[0],
                                   "grad_norm": round(float(grad_norm), 4)}
         if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             if val_cond is None:
