@@ -205,15 +205,14 @@ class SeparationBundle:
         :func:`ussnb.separators.optimize`'s module, the tagger and query net follow it to the device."""
         from .checkpoint import read_checkpoint
         from .run import Run
-        from .runtime import check_precision, resolve_device
+        from .runtime import resolve_device
         from .separators import load_separator, optimize
 
         path = Path(path)
         payload = read_checkpoint(path)
         model = load_separator(path, payload)  # one read of the file
         device = resolve_device(device)
-        model = optimize(model, precision if precision == "best" else check_precision(precision, device),
-                         device=device)
+        model = optimize(model, precision, device=device)  # checks the precision (None: USSNB_PRECISION / fp32)
         kind = payload.get("condition")
         labels = payload.get("labels")
         if kind is None or labels is None:

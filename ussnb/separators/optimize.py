@@ -114,11 +114,11 @@ def candidate_modes(device) -> list[str]:
 
 
 @torch.inference_mode()
-def optimize(model: nn.Module, precision: str = "fp32", *, device: Any = None, example_seconds: float = 1.0,
+def optimize(model: nn.Module, precision: str | None = "fp32", *, device: Any = None, example_seconds: float = 1.0,
              repeats: int = 2, min_sdr_db: float = 30.0, modes: list[str] | None = None) -> OptimizedSeparator:
     """``model`` (a separator; an :class:`OptimizedSeparator` is unwrapped first) → a module called like it,
     in ``precision`` (fp32 | bf16 | fp16) or, with ``"best"``, in the fastest mode measured on this machine
-    that stays within ``min_sdr_db`` of fp32. ``device``: auto | cpu | cuda[:N] (default ``USSNB_DEVICE`` or
+    that stays within ``min_sdr_db`` of fp32 (None: ``USSNB_PRECISION`` or fp32). ``device``: auto | cpu | cuda[:N] (default ``USSNB_DEVICE`` or
     auto). The model is moved to the device (not copied, except for the channels-last candidate)."""
     if isinstance(model, OptimizedSeparator):
         model = model.model
