@@ -12,7 +12,8 @@ sensitive to other processes sharing the cores), and peak RSS — total and abov
     python perf/separator_speed.py --modes   # fp32 vs bf16 vs optimize(best), side by side in one run
 
 ``--modes``: for the paper ResUNet30 and MelTCN on 10 s, each mode of :func:`ussnb.separators.optimize` in its own
-subprocess (fp32, fp32 channels-last, bf16 autocast, and the mode ``optimize(model, "best")`` picks), with the
+subprocess (fp32, fp32 channels-last, bf16 autocast, native bf16, the mode ``optimize(model, "best")`` picks and,
+with ``--compile``, that mode under ``torch.compile`` with its compile time), with the
 output SDR against fp32 on the same input, the FLOPs of one forward (``torch.utils.flop_counter``) and the
 fraction of this machine's fp32 matmul throughput (a 2048² matmul with the same threads, measured in the same
 run; the bf16 matmul rate is printed beside it) that the forward reaches. No other code's timing is quoted: the reference implementation is not
@@ -119,6 +120,8 @@ def _child_matmul(threads: int) -> dict:
 
 
 def _child_mode(name: str, preset: str | None, seconds: float, runs: int, threads: int, mode: str) -> dict:
+    compile_ = mode.endswith("+compile")
+    mode = mode.removesuffix("+compile")
     import statistics
     import time
 
@@ -147,7 +150,14 @@ def _child_mode(name: str, preset: str | None, seconds: float, runs: int, thread
             from ussnb.separators import OptimizedSeparator
 
             fast = OptimizedSeparator(model, mode, "cpu")
-        y = fast(x, c)  # warm-up
+        if compile_:
+            from ussnb.separators import OptimizedSeparator
+
+            fast = OptimizedSeparator(fast.model, fast.mode, "cpu", fast.report, compile=True) if fast.mode != "bf16" \
+                else OptimizedSeparator(model, "bf16", "cpu", fast.report, compile=True)
+        t0 = time.perf_counter()
+        y = fast(x, c)  # warm-up (with compile: the compilation)
+        first_call = time.perf_counter() - t0
         walls = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -156,6 +166,7 @@ def _child_mode(name: str, preset: str | None, seconds: float, runs: int, thread
     return {"model": name, "preset": preset, "seconds": seconds, "mode": mode, "chosen": fast.mode,
             "wall_median": statistics.median(walls), "runs": runs, "flops": flops,
             "sdr_vs_fp32_db": min(output_sdr(ref, y), 999.0), "choose_seconds": choose_seconds,
+            "first_call_seconds": first_call, "compiled": compile_,
             "report": getattr(fast, "report", {})}
 
 
@@ -169,22 +180,26 @@ def _spawn(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def modes_table(threads: int, runs: int, bf16_runs: int, seconds: float = 10.0) -> list[dict]:
+def modes_table(threads: int, runs: int, bf16_runs: int, seconds: float = 10.0, compile_: bool = False) -> list[dict]:
     mm = _spawn(["--child-matmul", str(threads)])["gflops"]
     print(f"this machine, {threads} threads, 2048² matmul: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.1f} GFLOP/s")
-    print(f"{'model':<17}{'mode':<15}{'s / 10 s':>10}{'GFLOP/s':>9}{'% of fp32 mm':>13}{'SDR vs fp32':>13}")
+    print(f"{'model':<17}{'mode':<22}{'s / 10 s':>9}{'GFLOP/s':>9}{'% fp32 mm':>10}{'% own mm':>9}"
+          f"{'SDR vs fp32':>12}{'1st call':>9}")
     rows = []
+    modes = ["fp32", "fp32-channels", "bf16-autocast", "bf16", "best"] + (["best+compile"] if compile_ else [])
     for label, name, preset in (("ResUNet30 paper", "resunet30", "paper"), ("MelTCN", "meltcn", "default")):
-        for mode in ("fp32", "fp32-channels", "bf16", "best"):
-            n = bf16_runs if mode == "bf16" else runs
+        for mode in modes:
+            n = bf16_runs if mode.startswith("bf16") else runs
             r = _spawn(["--child-mode", name, str(preset), str(seconds), str(n), str(threads), mode])
             achieved = r["flops"] / r["wall_median"] / 1e9
             r |= {"label": label, "gflops_achieved": achieved, "percent_of_limit": 100 * achieved / mm["fp32"],
-                  "percent_of_own_precision_matmul": 100 * achieved / mm["bf16" if r["chosen"] == "bf16" else "fp32"],
+                  "percent_of_own_precision_matmul": 100 * achieved / mm["bf16" if r["chosen"].startswith("bf16")
+                                                                           else "fp32"],
                   "matmul_gflops": mm}
-            shown = f"best → {r['chosen']}" if mode == "best" else mode
-            print(f"{label:<17}{shown:<15}{r['wall_median'] * 10 / seconds:>9.2f}s{achieved:>9.1f}"
-                  f"{r['percent_of_limit']:>12.0f}%{r['sdr_vs_fp32_db']:>11.1f} dB", flush=True)
+            shown = f"{mode} → {r['chosen']}" if mode.startswith("best") else mode
+            print(f"{label:<17}{shown:<22}{r['wall_median'] * 10 / seconds:>8.2f}s{achieved:>9.1f}"
+                  f"{r['percent_of_limit']:>9.0f}%{r['percent_of_own_precision_matmul']:>8.0f}%"
+                  f"{r['sdr_vs_fp32_db']:>9.1f} dB{r['first_call_seconds']:>8.1f}s", flush=True)
             rows.append(r)
     return rows
 
@@ -200,6 +215,9 @@ def main(argv=None) -> int:
                              "page allocation; a process-level setting, not something the library can switch)")
     parser.add_argument("--modes", action="store_true", help="fp32 vs bf16 vs optimize(best), side by side")
     parser.add_argument("--bf16-runs", type=int, default=1, help="timed bf16 forwards with --modes (slow on AVX2)")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --modes: also optimize(best, compile=True); its first call (the compilation) is "
+                             "reported beside the steady time")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--child-mode", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--child-matmul", nargs=1, help=argparse.SUPPRESS)
@@ -213,7 +231,7 @@ def main(argv=None) -> int:
                                      int(threads), mode)))
         return 0
     if args.modes:
-        rows = modes_table(args.threads, args.runs, args.bf16_runs)
+        rows = modes_table(args.threads, args.runs, args.bf16_runs, compile_=args.compile)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
         return 0

@@ -17,7 +17,10 @@ measurement (thread pools are fixed when a process starts), alternating the sett
 - ``kit-env``: ``kit`` in a process started with the kit's thread variables (``ussnb.runtime.thread_env``) —
   exactly what a pipeline kernel gets;
 - ``kit-1``: ``kit`` with one thread;
-- ``kit-bf16``: ``kit`` with the forward pass under bfloat16 autocast (``--precision bf16``; weights, loss fp32).
+- ``kit-bf16``: ``kit`` with the forward pass under bfloat16 autocast (``--precision bf16``; weights, loss fp32);
+- ``kit-prefetch``: ``kit`` with two batches assembled ahead in a background thread (``--prefetch 2``);
+- ``kit-compile`` / ``kit-bf16-compile``: ``kit`` / ``kit-bf16`` with the training forward under ``torch.compile``
+  (each call compiles again; the timed difference of two calls cancels that cost).
 
 Measured 2026-12-01 on 2 cores of an AMD EPYC (AVX2), two runs of ``--rounds 3``, median steps/s:
 before 2.053 / 1.951, before+blas1 2.163 / –, kit 2.325 / 2.434 (1.13× / 1.25× before), kit-env – / 2.371,
@@ -41,7 +44,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = ("before", "before+blas1", "kit", "kit-env", "kit-1", "kit-bf16")
+SETTINGS = ("before", "before+blas1", "kit", "kit-env", "kit-1", "kit-bf16", "kit-prefetch", "kit-compile",
+            "kit-bf16-compile")
 BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
             "VECLIB_MAXIMUM_THREADS", "USSNB_THREADS")
 
@@ -71,21 +75,23 @@ def worker(setting: str, anchors: str, cfg: dict, warmup: int, steps: int) -> No
         from ussnb.runtime import configure_threads
 
         configure_threads(1 if setting == "kit-1" else None)  # kit-env: the variables are set already
-    precision = "bf16" if setting == "kit-bf16" else "fp32"
+    precision = "bf16" if setting.startswith("kit-bf16") else "fp32"
+    kw = {"precision": precision, "prefetch": 2 if setting == "kit-prefetch" else 0,
+          "compile": setting.endswith("-compile")}
     from ussnb.train import train_separator
 
     short = 10  # the timed figure is (time of short + steps) − (time of short) steps from the same state:
     warmup = max(warmup, short + steps + 1)  # set-up costs (loading anchors, resuming) cancel out
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as twin:
         cfg = dict(cfg, steps=warmup + short + steps + 1, checkpoint_every=warmup, val_every=10**9)
-        train_separator(anchors, None, out, cfg, progress=False, stop_after=warmup, precision=precision)
+        train_separator(anchors, None, out, cfg, progress=False, stop_after=warmup, **kw)
         shutil.copytree(out, twin, dirs_exist_ok=True)
         t0 = time.perf_counter()
-        train_separator(anchors, None, out, cfg, progress=False, stop_after=short, precision=precision)
+        train_separator(anchors, None, out, cfg, progress=False, stop_after=short, **kw)
         t_short = time.perf_counter() - t0
         before = _thread_times()
         t0 = time.perf_counter()
-        train_separator(anchors, None, twin, cfg, progress=False, stop_after=short + steps, precision=precision)
+        train_separator(anchors, None, twin, cfg, progress=False, stop_after=short + steps, **kw)
         t_long = time.perf_counter() - t0
         after = _thread_times()
     wall = t_long - t_short

@@ -101,6 +101,50 @@ def test_ddp_two_processes_gloo(anchor_dirs, tmp_path):
     assert (tmp_path / "separator.pt").is_file()
 
 
+def test_prefetched_batches_give_the_same_losses_and_resume_exactly(anchor_dirs, tmp_path):
+    cfg = {**TINY, "steps": 8, "checkpoint_every": 2, "val_every": 1000}
+    _, plain = train_separator(anchor_dirs[0], None, tmp_path / "plain", cfg, progress=False)
+    _, first = train_separator(anchor_dirs[0], None, tmp_path / "ahead", cfg, progress=False, prefetch=3,
+                               stop_after=4)
+    assert len(first) == 4  # stopped with batches 5.. already made ahead: the state is that of batch 4
+    _, resumed = train_separator(anchor_dirs[0], None, tmp_path / "ahead", cfg, progress=False, prefetch=3)
+    assert [h["loss"] for h in resumed] == [h["loss"] for h in plain]
+
+
+def _torchrun(nproc, train_dir, out, cfg, *extra):
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", str(29500 + (os.getpid() + 7 * nproc) % 1000), "-m", "ussnb.train"]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "ussnb.train"]
+    proc = subprocess.run([*cmd, "--anchors", train_dir, "--out", str(out), "--config", cfg, "--threads", "1",
+                           *extra], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_ddp_resume_is_exact_on_the_same_world_and_continues_on_another(anchor_dirs, tmp_path):
+    train_dir = str(anchor_dirs[0])
+    cfg = json.dumps({**TINY, "steps": 6, "checkpoint_every": 3, "val_every": 1000})
+    _torchrun(2, train_dir, tmp_path / "full", cfg)
+    _torchrun(2, train_dir, tmp_path / "split", cfg, "--stop-after", "3")
+    state = torch.load(tmp_path / "split" / "state.pt", weights_only=False)
+    assert state["step"] == 3 and state["world"] == 2 and len(state["rng_ranks"]) == 2
+    assert state["rng_ranks"][0]["generators"]["local"] != state["rng_ranks"][1]["generators"]["local"]
+    _torchrun(2, train_dir, tmp_path / "split", cfg)
+    for rank in (0, 1):  # every rank, not only rank 0, continues with its own random state
+        full = json.loads((tmp_path / "full" / f"losses_rank{rank}.json").read_text())["losses"]
+        split = json.loads((tmp_path / "split" / f"losses_rank{rank}.json").read_text())["losses"]
+        assert len(split) == 6 and split[3:] == full[3:]  # (steps 1-3 of the history are rank 0's, from the state)
+    # a 2-process state resumed by one process: finishes the run, says what was re-seeded
+    _torchrun(2, train_dir, tmp_path / "w1", cfg, "--stop-after", "3")
+    proc = _torchrun(1, train_dir, tmp_path / "w1", cfg)
+    assert "saved by 2 process(es) on 1" in proc.stderr
+    history = json.loads((tmp_path / "w1" / "history.json").read_text())["history"]
+    assert [h["step"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert load_separator(tmp_path / "w1" / "separator.pt").condition_size > 0
+
+
 def test_one_source_of_defaults_notebook_04_and_train_config():
     """Notebook 04's parameter defaults equal TrainConfig's, so `python -m ussnb.train` trains what stage 04 does."""
     import ast

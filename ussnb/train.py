@@ -204,6 +204,70 @@ class MixtureSampler:
         return out
 
 
+class BatchStream:
+    """The sampler's batches in order, each paired with the sampler state right after it — what a resume needs
+    to continue exactly after the last batch *consumed* (``self.state``), even when batches are made ahead.
+
+    ``prefetch`` > 0 assembles up to that many batches ahead in one background thread (the anchors are in
+    memory, so a batch is NumPy work: picking, speed perturbation, mixing), overlapping it with the model's
+    step; with ``pin`` (CUDA) the arrays are also copied to pinned memory there. Thread, not worker processes:
+    a single producer keeps the batch order — and so exact resume — independent of timing, and shares the
+    in-memory anchors without copies. 0 makes each batch on demand (the same batches, the same states)."""
+
+    def __init__(self, sampler: "MixtureSampler", prefetch: int = 0, pin: bool = False):
+        import queue
+        import threading
+
+        self.sampler, self.pin = sampler, pin
+        self.state = self._snapshot()
+        self._queue = queue.Queue(maxsize=max(1, prefetch)) if prefetch > 0 else None
+        self._stop = threading.Event()
+        if self._queue is not None:
+            self._thread = threading.Thread(target=self._produce, name="ussnb-batches", daemon=True)
+            self._thread.start()
+
+    def _snapshot(self) -> dict:
+        s = self.sampler
+        return {"sampler": s.state_dict(),
+                "generators": {"sampler": s.rng.bit_generator.state, "local": s.local.bit_generator.state}}
+
+    def _make(self) -> tuple[dict, dict]:
+        batch = self.sampler.next()
+        if self.pin:
+            batch = {k: torch.from_numpy(v).pin_memory() if v.dtype == np.float32 else v for k, v in batch.items()}
+        return batch, self._snapshot()
+
+    def _produce(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._make()
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except Exception:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def next(self) -> dict:
+        if self._queue is None:
+            batch, self.state = self._make()
+            return batch
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        batch, self.state = item
+        return batch
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._queue is not None:
+            self._thread.join(timeout=5)
+
+
 def condition_vectors(anchors: AnchorSet, ids: np.ndarray, kind: str) -> np.ndarray:
     """Cached conditions of anchors ``ids`` (``onehot`` built from their labels)."""
     if kind == "onehot":
@@ -325,6 +389,28 @@ def _loss(kind: str, est: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     raise ConfigError(f"unknown loss {kind!r}; use 'l1' or 'neg-sdr'")
 
 
+def restore_rank_rng(state: dict, sampler: "MixtureSampler", rank: int, world: int, seed: int, step: int) -> None:
+    """Restore this process's RNGs from a saved state. Saved by the same number of processes: each rank gets
+    its own states back (exact resume). Saved by another number (or by an old single-state file on N > 1):
+    the global batch stream — the generator every rank shares — continues exactly; per-rank randomness
+    (augmentation, torch) is re-seeded from (seed, rank, step), with a warning."""
+    import warnings
+
+    saved_world = int(state.get("world", 1))
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    gens = {"sampler": sampler.rng, "local": sampler.local}
+    if saved_world == world and len(ranks) == world:
+        restore_rng(ranks[rank], gens)
+        return
+    restore_rng(ranks[0], {"sampler": sampler.rng})
+    sampler.local = np.random.default_rng([seed, 1000 + rank, step])
+    torch.manual_seed(seed * 1_000_003 + rank * 7919 + step)
+    np.random.seed((seed * 1_000_003 + rank * 7919 + step) % 2**32)
+    if rank == 0:
+        warnings.warn(f"resuming a state saved by {saved_world} process(es) on {world}: the model, optimizer, "
+                      "schedule and global batch stream continue; per-rank augmentation is re-seeded", stacklevel=2)
+
+
 def train_separator(
     anchors_dir: str | os.PathLike,
     val_anchors_dir: str | os.PathLike | None,
@@ -336,6 +422,8 @@ def train_separator(
     stop_after: int | None = None,
     device: Any = None,
     precision: str | None = None,
+    prefetch: int = 0,
+    compile: bool = False,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Train a separator on a cached anchor set; resumes from ``out_dir/state.pt``.
 
@@ -346,6 +434,9 @@ def train_separator(
     every batch; ``precision`` (fp32 | bf16 | fp16; default ``USSNB_PRECISION`` or fp32) is the autocast of the
     forward pass — weights stay fp32, the loss and the validation SDR are computed in fp32, fp16 uses a
     GradScaler (CUDA only). The saved checkpoint is device-free; a state saved on one device resumes on another.
+    ``prefetch``: batches assembled ahead in a background thread (:class:`BatchStream`; same batches, same
+    losses). A state saved by N processes resumes on M: with M = N exactly; otherwise the model, optimizer,
+    schedule and the global batch stream continue and only the per-rank augmentation randomness is re-seeded.
     """
     from .runtime import autocast, check_precision, resolve_device
     from .progress import progress_bar
@@ -386,12 +477,14 @@ def train_separator(
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0] if device.type ==
                                                            "cuda" else None) if dist else model)
+    if compile:  # torch.compile (inductor) of the training forward; its compile time is paid once per call
+        ddp_model = torch.compile(ddp_model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     pin = device.type == "cuda"
 
-    def to_device(array: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(array)
-        return (t.pin_memory() if pin else t).to(device, non_blocking=pin)
+    def to_device(array) -> torch.Tensor:
+        t = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
+        return (t if t.is_pinned() or not pin else t.pin_memory()).to(device, non_blocking=pin)
 
     val = None
     if val_anchors_dir is not None and rank == 0:
@@ -418,15 +511,24 @@ def train_separator(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
-        restore_rng(state["rng"], {"sampler": sampler.rng, "local": sampler.local})
         history, step = state["history"], state["step"]
+        restore_rank_rng(state, sampler, rank, world, cfg.seed, step)
+
+    stream = BatchStream(sampler, prefetch=prefetch, pin=pin)
 
     def checkpoint():
+        rng = capture_rng()
+        rng["generators"] = stream.state["generators"]  # as of the last batch consumed, not the last made
+        ranks = [None] * world
+        if dist:
+            torch.distributed.all_gather_object(ranks, rng)  # every rank's RNG: an exact resume on N processes
+        else:
+            ranks = [rng]
         if rank == 0:
             save_state(state_path, config=asdict(cfg), model=model.state_dict(),
                        query_net=query_net.state_dict() if query_net is not None else None,
-                       optimizer=opt.state_dict(), scheduler=sched.state_dict(), sampler=sampler.state_dict(),
-                       rng=capture_rng({"sampler": sampler.rng, "local": sampler.local}), history=history, step=step)
+                       optimizer=opt.state_dict(), scheduler=sched.state_dict(), sampler=stream.state["sampler"],
+                       rng=ranks[0], rng_ranks=ranks, world=world, history=history, step=step)
 
     bar = progress_bar(total=cfg.steps, initial=step, desc=f"training {cfg.separator} ({cfg.condition})", unit="step",
                disable=not progress or rank != 0)
@@ -436,7 +538,7 @@ def train_separator(
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for micro in range(cfg.accumulate):  # gradient accumulation: cfg.accumulate balanced batches per step
-            batch = sampler.next()
+            batch = stream.next()
             x = to_device(batch["mixture"])[:, None]
             s = to_device(batch["target"])[:, None]
             q = batch["query"]  # (items, k): the mean condition of these anchors asks for each item's target
@@ -480,8 +582,10 @@ def train_separator(
             checkpoint()
         if stop_after is not None and steps_this_call >= stop_after:
             bar.close()
+            stream.close()
             return model, history
     bar.close()
+    stream.close()
     if rank == 0:
         model.eval()
         extra = {"condition": cfg.condition, "labels": anchors.meta["labels"], "tagger": anchors.meta.get("tagger"),
@@ -524,10 +628,21 @@ def _main(argv: list[str] | None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (default: the cores available, shared among the local "
                              "torchrun processes)")
+    parser.add_argument("--prefetch", type=int, default=0, metavar="N",
+                        help="assemble N batches ahead in a background thread (same batches and losses; "
+                             "default 0)")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                        help="end this call after STEPS more steps, without finishing the run (a later call "
+                             "resumes; also on another number of processes)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the training forward under torch.compile (inductor; compiles at start, "
+                             "tens of seconds on 2 cores)")
     from .cli import add_device_options
 
     add_device_options(parser)
     args = parser.parse_args(argv)
+    if args.prefetch < 0 or (args.stop_after is not None and args.stop_after < 1):
+        parser.error("--prefetch must be >= 0 and --stop-after >= 1")
     text = Path(args.config).read_text() if os.path.isfile(args.config) else args.config
     from .pipeline import load_preset, parse_overrides, section_values
 
@@ -554,9 +669,11 @@ def _main(argv: list[str] | None) -> int:
     try:
         _, history = train_separator(args.anchors, args.val_anchors, args.out, cfg,
                                      progress=int(os.environ.get("RANK", "0")) == 0, device=device,
-                                     precision=precision)
+                                     precision=precision, prefetch=args.prefetch, stop_after=args.stop_after,
+                                     compile=args.compile)
         rank = int(os.environ.get("RANK", "0"))
-        param_sum = float(sum(p.double().sum() for p in _.parameters()))
+        with torch.no_grad():
+            param_sum = float(sum(p.double().sum() for p in _.parameters()))
         (Path(args.out) / f"losses_rank{rank}.json").write_text(
             json.dumps({"losses": [h["loss"] for h in history], "param_sum": param_sum}))
     finally:

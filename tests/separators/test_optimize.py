@@ -87,3 +87,52 @@ def test_cuda_output_agrees_with_cpu(inputs):
         ref = optimize(model, "fp32", device="cpu")(x, c)
         gpu = optimize(model, "fp32", device="cuda")
         assert output_sdr(ref, gpu(x, c).cpu()) >= 60.0
+
+
+def _randomise_bn(model):
+    """Non-trivial BatchNorm statistics, as a trained model has (fresh ones are the identity)."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(0.5 + 1.5 * torch.rand(m.num_features, generator=g))
+            m.weight.data.copy_(0.5 + torch.rand(m.num_features, generator=g))
+            m.bias.data.copy_(0.4 * torch.rand(m.num_features, generator=g) - 0.2)
+
+
+def test_resunet_bf16_runs_a_native_low_precision_body(inputs):
+    torch.manual_seed(0)
+    model = build_separator("resunet30", "tiny", condition_size=8).eval()
+    _randomise_bn(model)
+    x, c = inputs
+    with torch.inference_mode():
+        ref = model(x, c)
+        native = optimize(model, "bf16", device="cpu")
+        auto = OptimizedSeparator(model, "bf16-autocast", "cpu")
+        assert native.native and native.report["low_precision"] == "native"
+        assert not auto.native and auto.report["low_precision"] == "autocast"
+        body = native.model
+        assert body is not model and body.base.encoder_block1.conv_block1.conv1.weight.dtype == torch.bfloat16
+        assert body.film.state_dict()[next(iter(body.film.state_dict()))].dtype == torch.bfloat16
+        assert body.base.bn0.weight.dtype == torch.float32  # BN statistics stay fp32
+        assert body.base.encoder_block1.conv_block1.bn1.running_var.dtype == torch.float32
+        assert model.base.encoder_block1.conv_block1.conv1.weight.dtype == torch.float32  # original untouched
+        y, z = native(x, c), auto(x, c)
+        assert y.dtype == torch.float32 and y.shape == ref.shape
+        assert output_sdr(ref, y) >= 30.0 and output_sdr(ref, z) >= 30.0
+        # the native body really computes in bf16 (it is not the fp32 model in disguise)
+        assert not torch.equal(y, ref)
+
+
+def test_compiled_mode_matches_eager(inputs):
+    pytest.importorskip("torch._inductor")
+    torch.manual_seed(0)
+    model = build_separator("meltcn", "tiny", condition_size=8).eval()
+    x, c = inputs
+    with torch.inference_mode():
+        ref = model(x, c)
+        fast = optimize(model, "fp32", device="cpu", compile=True)
+        assert fast.compiled and fast.report["compiled"]
+        assert "_call" not in dict(fast.named_children())  # the compiled wrapper is not a second copy of the state
+        assert list(fast.state_dict()) == ["model." + k for k in model.state_dict()]
+        assert output_sdr(ref, fast(x, c)) >= 60.0

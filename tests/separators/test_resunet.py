@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ussnb.errors import CheckpointError
 from ussnb.separators import ResUNet30, load_official_uss_checkpoint
@@ -166,3 +167,26 @@ def test_resunet_official_checkpoint_errors(ref, tmp_path):
         load_official_uss_checkpoint(tmp_path / "noseparator.ckpt")
     with pytest.raises(CheckpointError, match="not found"):
         load_official_uss_checkpoint(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.1)])
+def test_fused_conv_post_ops_equal_the_plain_ops(dtype, tol, monkeypatch):
+    """_conv3x3's oneDNN post-op path (LeakyReLU / residual add) computes what conv2d + the op computes."""
+    from ussnb.separators import resunet as R
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 20, 16, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = (0.2 * torch.randn(8, 8, 3, 3, generator=g)).to(dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(8, generator=g).to(dtype)
+    res = torch.randn(1, 8, 20, 16, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        monkeypatch.setattr(R, "_FUSED_CONV", {})
+        fused = R._conv3x3(x, w, b, leaky=True), R._conv3x3(x, w, None, add=res)
+        assert R._FUSED_CONV.get(dtype) is True  # the fused op really ran on this CPU build
+        monkeypatch.setattr(R, "_FUSED_CONV", {dtype: False})
+        plain = R._conv3x3(x, w, b, leaky=True), R._conv3x3(x, w, None, add=res)
+    expected = (F.leaky_relu(F.conv2d(x.float(), w.float(), b.float(), padding=1), 0.01),
+                F.conv2d(x.float(), w.float(), padding=1) + res.float())
+    for f, p, e in zip(fused, plain, expected):
+        assert f.shape == e.shape and torch.allclose(f.float(), e, atol=tol, rtol=tol)
+        assert torch.allclose(p.float(), e, atol=tol, rtol=tol)

@@ -128,7 +128,8 @@ def add_device_options(parser, best: bool = False) -> None:
     parser.add_argument("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
                         help="where models run (default: USSNB_DEVICE, else auto = CUDA when available)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"] + (["best"] if best else []),
-                        help="autocast precision, weights stay fp32 (default fp32; fp16 needs CUDA"
+                        help="compute precision (default fp32; bf16/fp16: ResUNet runs a native low-precision "
+                             "copy, other models autocast, trained weights stay fp32; fp16 needs CUDA"
                              + ("; best: the fastest mode measured here within 30 dB of fp32)" if best else ")"))
 
 
