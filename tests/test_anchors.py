@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ussnb.errors import ConfigError
 from ussnb.anchors import (anchor_scores, clamp_start, detected_sets, group_disjoint, mine_clip, mix_sources,
                            roll_groups, sed_anchor, segment_precision)
 
@@ -107,3 +108,22 @@ def test_segment_precision_rule():
     assert not segment_precision(1.0, 2.0, [(2.9, 4.0)])  # 0.1 s of overlap
     assert segment_precision(3.0, 2.0, [(0.0, 10.0)])
     assert not segment_precision(3.0, 2.0, [])
+
+
+def test_score_window_can_differ_from_the_anchor_duration():
+    """The 2021 system scores a fixed 200-frame window and crops τ around it; the paper scores τ itself."""
+    from ussnb.anchors import HTSAT_2021_WINDOW
+
+    sr, fr = 16000, 100.0
+    probs = np.zeros(1001)
+    probs[100:110] = 1.0   # a short, sure event at 1.0-1.1 s
+    probs[500:800] = 0.15  # a long, faint one at 5-8 s
+    # τ = 4 s: the paper's 4-s window prefers the long faint event (area 0.45 vs 0.1) ...
+    start_tau, score_tau = sed_anchor(probs, 4.0, 10 * sr, sr, fr)
+    assert 5.0 <= (start_tau / sr + 2.0) <= 8.0 and score_tau == pytest.approx(0.45, abs=0.01)
+    # ... a 0.5-s scoring window finds the sure short event and centres the 4-s anchor on it (clamped at 0)
+    start_w, score_w = sed_anchor(probs, 4.0, 10 * sr, sr, fr, score_window=0.5)
+    assert start_w == 0 and score_w == pytest.approx(0.1, abs=0.01)
+    assert HTSAT_2021_WINDOW == pytest.approx(1.953, abs=1e-3)
+    with pytest.raises(ConfigError):
+        sed_anchor(probs, 2.0, 10 * sr, sr, fr, score_window=0.0 - 1)

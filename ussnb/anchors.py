@@ -2,7 +2,9 @@
 
 Anchor score (eq. 3): for the sampled class k, the area under the SED frame probabilities over a window of
 τ seconds centred at t,  q_k(t) = Σ_{|t'-t| ≤ τ/2} p_SED(t', k);  anchor centre (eq. 4): t* = argmax_t q_k(t),
-clamped so the τ-second segment lies inside the clip. Strategies:
+clamped so the τ-second segment lies inside the clip. The scoring window may differ from τ (``score_window``
+seconds): the 2021 zero-shot system sums HTS-AT's frame outputs over a fixed 200-frame window (200 of its 1024
+frames per 10 s = 1.953 s) and crops the anchor around that window's centre. Strategies:
 
 - ``sed``: the above.
 - ``in-clip-random``: random segments of the clip; the *mixture partner* is another random segment of the
@@ -33,6 +35,7 @@ from .io import atomic_path, atomic_write_text
 STRATEGIES = ("sed", "in-clip-random", "out-clip-random")
 AUGMENTATIONS = ("none", "random-gain", "match-energy")
 EPS = 1e-10
+HTSAT_2021_WINDOW = 200 * 10.0 / 1024  # the 2021 repo's 200-frame window of HTS-AT's 1024 frames per 10 s (s)
 
 
 # ----------------------------------------------------------------------------------------------- eq. 3-4
@@ -61,13 +64,18 @@ def sed_anchor(
     clip_samples: int,
     sample_rate: int,
     frame_rate: float = 100.0,
+    score_window: float | None = None,
 ) -> tuple[int, float]:
     """Eq. 4: start sample and score of the τ-second anchor for one class's frame probabilities.
 
+    ``score_window``: seconds of the window whose area is maximised (default τ, the paper's eq. 3; the 2021
+    system: 200 HTS-AT frames = 1.953 s, :data:`HTSAT_2021_WINDOW`). The anchor is τ seconds centred there.
     Returns ``(start, score)`` with ``0 ≤ start ≤ clip_samples − τ·sr`` (the whole clip if it is shorter)."""
     if not 0.0 < duration:
         raise ConfigError(f"anchor duration must be positive, got {duration}")
-    scores = anchor_scores(probs, duration, frame_rate)
+    if score_window is not None and not 0.0 < score_window <= 10.0:
+        raise ConfigError(f"the anchor scoring window must be within (0, 10] s, got {score_window}")
+    scores = anchor_scores(probs, score_window or duration, frame_rate)
     # argmax; on a plateau (an event shorter than τ gives one) take its middle, centring the event
     best = np.flatnonzero(scores >= scores.max() - 1e-9)
     centre_frame = int(best[len(best) // 2])
@@ -118,8 +126,10 @@ def mine_clip(
     frames: np.ndarray | None = None,
     frame_rate: float = 100.0,
     clip: int = 0,
+    score_window: float | None = None,
 ) -> list[Anchor]:
-    """Anchors of one clip for each of ``labels``. ``frames`` ``(frames, classes)`` is needed for ``sed``."""
+    """Anchors of one clip for each of ``labels``. ``frames`` ``(frames, classes)`` is needed for ``sed``;
+    ``score_window`` as in :func:`sed_anchor`."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown anchor strategy {strategy!r}; choose from {STRATEGIES}")
     if not 0.5 <= duration <= 10.0:
@@ -130,7 +140,7 @@ def mine_clip(
         if strategy == "sed":
             if frames is None:
                 raise ValueError("the 'sed' strategy needs frame probabilities")
-            start, score = sed_anchor(frames[:, k], duration, clip_samples, sample_rate, frame_rate)
+            start, score = sed_anchor(frames[:, k], duration, clip_samples, sample_rate, frame_rate, score_window)
         else:
             start, score = random_start(segment, clip_samples, rng), float("nan")
         out.append(Anchor(clip, int(k), start, score))
@@ -335,6 +345,7 @@ def mine_anchor_set(
     progress: bool = True,
     tag_batch: int = 8,
     frames_out: dict | None = None,
+    score_window: float | None = None,
 ) -> AnchorSet:
     """Mine one anchor per (clip, tag) over a split and store it with its conditions (resumable).
 
@@ -343,7 +354,8 @@ def mine_anchor_set(
     are left out entirely (zero-shot training holds them out). ``tag_batch`` clips are tagged per forward
     pass (frames), and all their anchors in one more (conditions); results do not depend on it beyond float
     rounding. ``frames_out``: a dict that receives ``{clip_id: (frames, classes) float16}`` of every clip tagged
-    by this call (parts already on disk are not tagged again), so a caller need not tag the split twice."""
+    by this call (parts already on disk are not tagged again), so a caller need not tag the split twice.
+    ``score_window``: seconds of the ``sed`` scoring window (default τ; see :func:`sed_anchor`)."""
     import torch
     from .progress import progress_bar
 
@@ -360,6 +372,8 @@ def mine_anchor_set(
     settings = {"dataset": str(dataset.root), "split": split, "strategy": strategy, "duration": duration,
                 "seed": seed, "conditions": list(condition_types), "exclude": sorted(exclude_classes),
                 "tagger": getattr(tagger, "name", type(tagger).__name__) if tagger is not None else None}
+    if score_window:  # recorded only when set, so runs mined with the paper's window keep their settings
+        settings["score_window"] = float(score_window)
     settings_path = out / "settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         for p in parts.glob("*.npz"):  # different settings: start over
@@ -395,7 +409,7 @@ def mine_anchor_set(
             found, segs = [], []
             for (ci, labels, wave), frames in zip(group, frames_of):
                 anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,
-                                    getattr(tagger, "frame_rate", 100.0), clip=ci)
+                                    getattr(tagger, "frame_rate", 100.0), clip=ci, score_window=score_window or None)
                 seg = int(round(duration * sr))
                 for a in anchors:
                     found.append(a)

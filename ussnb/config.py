@@ -64,6 +64,8 @@ class AnchorsSection:
     """Stage 02: anchor mining (Algorithm 1 steps 1-2)."""
     anchor_strategy: str = _p("sed", "sed | in-clip-random | out-clip-random : how the cached anchors are chosen")
     anchor_seconds: float = _p(2.0, "anchor duration tau (0.5 ... 10 s)")
+    score_window: float = _p(0.0, "seconds of the SED scoring window: 0 means tau (the paper), 1.953 is 200 "
+                                  "HTS-AT frames (the 2021 system)")
     precision_durations: list = _p([0.5, 1.0, 2.0, 4.0], "tau values of the mining-precision table")
     step3_threshold: float = _p(0.3, "detection threshold theta of the step-3 demonstration")
     speed_batches: int = _p(3, "batches timed for the cached vs on-the-fly comparison")

@@ -61,7 +61,8 @@ for split in ds.splits:
     anchor_sets[split] = A.mine_anchor_set(ds, split, run.anchors_dir(split), strategy=anchor_strategy,
                                            duration=anchor_seconds, tagger=tagger, seed=mining_seed,
                                            exclude_classes=held_out if split == "train" else (),
-                                           frames_out=test_frames if split == "test" else None)
+                                           frames_out=test_frames if split == "test" else None,
+                                           score_window=score_window or None)
     print(split, len(anchor_sets[split]), "anchors")
 if held_out:
     print("held out of training (zero-shot):", [ds.label_names[m] for m in held_out])
@@ -83,7 +84,8 @@ for n, i in enumerate(range(min(3, len(clips)))):
     clip, wave = clips[i], test_cache(i)
     mid = clip.labels[0]
     k = ds.label_index[mid]
-    start, score = A.sed_anchor(pred["frames"][i][:, k].astype(np.float32), anchor_seconds, wave.shape[0], sr)
+    start, score = A.sed_anchor(pred["frames"][i][:, k].astype(np.float32), anchor_seconds, wave.shape[0], sr,
+                                score_window=score_window or None)
     with torch.inference_mode():
         probs = tagger.tag(wave[start:start + seg]).clip[0].numpy()
     top = {ds.label_names[ds.labels[j]]: float(probs[j]) for j in np.argsort(-probs)[:6]}
