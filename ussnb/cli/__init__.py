@@ -14,6 +14,7 @@ EPILOG = """examples:
   ussnb data prepare folder DIR --tags tags.csv   your own tagged audio files as a weakly labelled dataset
   ussnb data info starter --json        classes, clips per split, hours
   ussnb labels dog                      find AudioSet labels by name
+  ussnb labels --text "a dog barking in the distance"   rank classes for a description
   ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
   ussnb pipeline --preset smoke --run-dir runs/smoke -p n_train=20
 
@@ -105,6 +106,24 @@ def _cmd_data_info(args) -> int:
 def _cmd_labels(args) -> int:
     from ..ontology import load_ontology
 
+    if args.rank_text is not None and args.text:
+        raise ConfigError(f"give either part of a label name ({args.text!r}) or --text, not both")
+    if args.top is not None and args.rank_text is None:
+        raise ConfigError("--top goes with --text (the number of best-matching classes to print)")
+    if args.rank_text is not None:
+        if not args.rank_text.strip():
+            raise ConfigError("--text is empty: describe the sound, e.g. --text \"a dog barking in the distance\"")
+        top = 10 if args.top is None else args.top
+        if top < 1:
+            raise ConfigError(f"--top must be at least 1, got {top}")
+        onto = load_ontology(args.meta)
+        ranked = onto.rank_text(args.rank_text, top=top)
+        print(f"{'score':>7s}  {'index':>5s}  {'mid':12s} {'name':40s} path")
+        for lab, score in ranked:
+            print(f"{score:7.2f}  {lab.audioset_index:5d}  {lab.mid:12s} {lab.name:40s} {' > '.join(onto.path(lab.mid))}")
+        print(f"(best {len(ranked)} of {len(onto)} classes for {args.rank_text!r}: BM25, 3 × name + description, "
+              f"from {onto.source})")
+        return 0
     onto = load_ontology(args.meta)
     hits = onto.search(args.text or "")
     if not hits:
@@ -237,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_labels = sub.add_parser("labels", help="find AudioSet labels by name (index, MID, ontology path)")
     p_labels.add_argument("text", nargs="?", default="", help="part of a label name; empty lists all")
+    p_labels.add_argument("--text", dest="rank_text", metavar="TEXT",
+                          help="rank the classes for a free description instead (e.g. \"a dog barking in the "
+                               "distance\"): BM25 over class names (× 3) and ontology descriptions, with scores")
+    p_labels.add_argument("--top", type=int, default=None, metavar="K",
+                          help="--text: how many classes to print (default 10)")
     p_labels.add_argument("--meta", help="folder with ontology.json + class_labels_indices.csv "
                                          "(default USSNB_AUDIOSET_META, else the starter mini-ontology)")
     p_labels.set_defaults(func=_cmd_labels)
