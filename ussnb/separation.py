@@ -494,28 +494,105 @@ def resolve_query(query: Any, bundle: SeparationBundle) -> Query:
 def _class_query(query, bundle: SeparationBundle) -> Query:
     k = bundle.class_index(query)
     mid, name = bundle.labels[k], bundle.names[k]
-    detail = {"mid": mid, "index": k}
+    if not _has_class_condition(bundle, k):
+        raise DataError(f"class {name!r} ({mid}) had no training anchors, so it has no class-average "
+                        "condition — query it by example instead (--example)")
+    vec, how = _class_vector(bundle, k)
+    _check_vector(vec, bundle, what=f"class {name!r}")
+    return Query(vec, "class", name, slugify(name), {"mid": mid, "index": k, "condition": how})
+
+
+def _has_class_condition(bundle: SeparationBundle, k: int) -> bool:
+    """False only for a class whose class average is known to be missing (no training anchors)."""
+    return bundle.class_conditions is None or bundle.class_counts is None or bundle.class_counts[k] > 0
+
+
+def _class_vector(bundle: SeparationBundle, k: int, *, warn: bool = True) -> tuple[np.ndarray, str]:
+    """Class ``k``'s condition and how it was made: its eq.-9 class average; for a ``soft`` model without
+    averages the one-hot vector (a perfect tagger's output); otherwise a :class:`QueryError`."""
     if bundle.class_conditions is not None:
-        if bundle.class_counts is not None and bundle.class_counts[k] == 0:
-            raise DataError(f"class {name!r} ({mid}) had no training anchors, so it has no class-average "
-                            "condition — query it by example instead (--example)")
-        vec = bundle.class_conditions[k].astype(np.float32)
-        detail["condition"] = f"class average ({bundle.kind})"
-    elif bundle.kind == "soft":
-        log.warning("no class-average soft conditions found beside %s: using the one-hot vector of %r (a perfect "
-                    "tagger's output); pass the run directory for the eq.-9 averages", bundle.source, name)
+        return bundle.class_conditions[k].astype(np.float32), f"class average ({bundle.kind})"
+    if bundle.kind == "soft":
+        if warn:
+            log.warning("no class-average soft conditions found beside %s: using the one-hot vector of %r (a "
+                        "perfect tagger's output); pass the run directory for the eq.-9 averages", bundle.source,
+                        bundle.names[k])
         vec = np.zeros(bundle.condition_size, np.float32)
         vec[k] = 1.0
-        detail["condition"] = "one-hot (no class averages available)"
-    else:
-        from .run import STAGE_NAMES, conditions_file
+        return vec, "one-hot (no class averages available)"
+    from .run import STAGE_NAMES, conditions_file
 
-        raise QueryError(
-            f"{bundle.source}: no class-average '{bundle.kind}' conditions are known, so a class cannot be queried "
-            f"by name (expected {STAGE_NAMES['queries']}/{conditions_file(bundle.kind)} in the run directory) — pass the "
-            "pipeline run directory, or query by example (--example)")
-    _check_vector(vec, bundle, what=f"class {name!r}")
-    return Query(vec, "class", name, slugify(name), detail)
+    raise QueryError(
+        f"{bundle.source}: no class-average '{bundle.kind}' conditions are known, so a class cannot be queried "
+        f"by name (expected {STAGE_NAMES['queries']}/{conditions_file(bundle.kind)} in the run directory) — pass the "
+        "pipeline run directory, or query by example (--example)")
+
+
+DEFAULT_TEXT_TOP = 3
+
+
+def text_query(text: str, bundle: SeparationBundle, top: int = DEFAULT_TEXT_TOP) -> Query:
+    """A query from a free description ("a dog barking in the distance"), no network needed.
+
+    The bundle's classes (its label set, through :attr:`SeparationBundle.ontology`: names and ontology
+    descriptions) are ranked with :meth:`ussnb.ontology.Ontology.rank_text`; classes without a class-average
+    condition (no training anchors) are passed over. The condition is the score-weighted average of the best
+    ``top`` classes' class-average conditions, ``c = Σ_k w_k c̄_k`` with ``w_k = s_k / Σ s`` over those
+    classes. ``detail`` records the text, ``top`` and every chosen class with its score and weight.
+
+    Raises:
+        ConfigError: empty text, ``top`` not a whole number ≥ 1.
+        OntologyError: nothing in the text matches one of the model's classes (closest names listed).
+        QueryError: the model has no class-average conditions of its kind.
+    """
+    from .ontology import text_terms
+
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("--text is empty: describe the sound to extract, e.g. --text \"a dog barking\"")
+    if not _is_whole(top) or top < 1:
+        raise ConfigError(f"--top (top) must be a whole number of classes ≥ 1, got {top!r}")
+    top = int(top)
+    onto = bundle.ontology
+    try:
+        ranked = onto.rank_text(text, top=None)
+    except OntologyError as exc:
+        if not text_terms(text):
+            raise
+        close = onto.closest(text)
+        hint = ("closest: " + ", ".join(repr(c) for c in close)) if close else \
+            ("its classes: " + ", ".join(repr(n) for n in bundle.names[:12]) + (", ..." if bundle.classes > 12 else ""))
+        raise OntologyError(f"no class of this model ({bundle.classes} classes) matches the text {text!r}: none of "
+                            f"its words ({', '.join(dict.fromkeys(text_terms(text)))}) is in a class name or "
+                            f"description; {hint}") from exc
+    usable = [(lab, score) for lab, score in ranked if _has_class_condition(bundle, lab.index)]
+    if not usable:
+        names = ", ".join(repr(bundle.names[lab.index]) for lab, _ in ranked[:5])
+        raise DataError(f"the text {text!r} matches only classes without training anchors ({names}), so none has "
+                        "a class-average condition — query by example instead (--example)")
+    chosen = usable[:top]
+    total = sum(score for _, score in chosen)
+    vec = np.zeros(bundle.condition_size, np.float64)
+    classes, how = [], ""
+    for lab, score in chosen:
+        k = lab.index
+        v, how = _class_vector(bundle, k, warn=False)
+        weight = score / total
+        vec += weight * v
+        classes.append({"name": bundle.names[k], "mid": bundle.labels[k], "index": k, "score": round(score, 4),
+                        "weight": round(weight, 4)})
+    if how.startswith("one-hot"):
+        log.warning("no class-average soft conditions found beside %s: using weighted one-hot vectors; pass the "
+                    "run directory for the eq.-9 averages", bundle.source)
+    vec = vec.astype(np.float32)
+    _check_vector(vec, bundle, what=f"the text {text!r}")
+    slug = "text-" + slugify(text, 32) + (f"-top{top}" if top != DEFAULT_TEXT_TOP else "")
+    last = ranked.index(chosen[-1])
+    skipped = [bundle.names[lab.index] for lab, _ in ranked[:last] if not _has_class_condition(bundle, lab.index)]
+    detail = {"text": text, "top": top, "classes": classes,
+              "condition": f"score-weighted {how}" if how else "score-weighted class averages"}
+    if skipped:
+        detail["skipped_without_anchors"] = skipped
+    return Query(vec, "text", f"text: {text}", slug, detail)
 
 
 def _example_query(files: list[Path], bundle: SeparationBundle) -> Query:
@@ -1129,5 +1206,6 @@ def detection_report(summary: dict, ontology, events: Sequence[dict]) -> dict:
 __all__ = [
     "Query", "SeparationBundle", "Track", "check_levels_exist", "check_output_folder", "check_settings",
     "detection_report", "hierarchy_done", "hierarchy_plan", "ontology_for", "resolve_query",
-    "safe_filename", "separate", "separate_file", "separate_hierarchy", "slugify", "tag_segments", "threshold_record",
+    "safe_filename", "separate", "separate_file", "separate_hierarchy", "slugify", "tag_segments", "text_query",
+    "threshold_record",
 ]

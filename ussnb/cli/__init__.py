@@ -184,6 +184,7 @@ def _cmd_separate(args) -> int:
     failures: list = []
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
+        text=args.text, top=args.top,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
         progress=not args.no_progress, device=args.device, precision=args.precision,
@@ -202,10 +203,12 @@ SEPARATE_EPILOG = """examples:
   ussnb separate street.wav --query "Dog" --checkpoint runs/cpu --out separated/
   ussnb separate recordings/ --query "/m/0bt9lr" --checkpoint runs/cpu --out separated/ --residual
   ussnb separate film.flac --example bark1.wav bark2.wav --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --text "a dog barking in the distance" --top 3 --checkpoint runs/cpu --out separated/
   ussnb separate film.flac --levels 1 2 3 --threshold 0.2 --checkpoint runs/cpu --out separated/
 
 outputs:
-  --query / --example: OUT/<input name>__<query slug>.wav, exactly one per input (float32 WAV at the model's
+  --query / --example / --text: OUT/<input name>__<query slug>.wav (--text: slug text-<words of the text>),
+      exactly one per input (float32 WAV at the model's
       rate); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
   --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
       2 s segment (silent where inactive), OUT/<input name>/summary.json (what was found where).
@@ -300,10 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     what = p_sep.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", metavar="TEXT", help="class to extract: display name (e.g. \"Dog\"), AudioSet MID "
                                                       "or class index; also a saved condition .npy/.npz")
+    what.add_argument("--text", metavar="DESCRIPTION",
+                      help="a free description of the sound (e.g. \"a dog barking in the distance\"): the model's "
+                           "classes are ranked by BM25 over their names and ontology descriptions (no network) and "
+                           "the best --top are mixed, their class-average conditions weighted by score")
     what.add_argument("--example", nargs="+", metavar="AUDIO", help="example recordings of the sound to extract "
                                                                     "(query by example; needs a tagger-based model)")
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
+    p_sep.add_argument("--top", type=int, default=None, metavar="K",
+                       help="--text: how many best-matching classes to mix (default 3)")
     p_sep.add_argument("--threshold", type=float, default=None,
                        help="--levels: a node is active in a 2 s segment when its max probability ≥ this, in [0, 1] "
                             "(default: the per-level thresholds stage 05 calibrated for the run, else 0.2)")

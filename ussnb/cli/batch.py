@@ -12,8 +12,10 @@ from typing import Any, Callable, Sequence
 from ..errors import AudioError, ConfigError, UssnbError
 from ..io import atomic_write_text, short_hash
 from ..paths import check_output_folder, make_output_folder
-from ..separation import (AUDIO_SUFFIXES, SeparationBundle, check_levels_exist, check_settings, hierarchy_done,
-                          level_thresholds, resolve_query, separate_file, separate_hierarchy, slugify, threshold_record)
+from ..ontology import text_terms
+from ..separation import (AUDIO_SUFFIXES, DEFAULT_TEXT_TOP, SeparationBundle, check_levels_exist, check_settings,
+                          hierarchy_done, level_thresholds, resolve_query, separate_file, separate_hierarchy, slugify,
+                          text_query, threshold_record)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def run_separate(
     query: str | None = None,
     examples: Sequence[str] | None = None,
     levels: Sequence[int] | None = None,
+    text: str | None = None,
+    top: int | None = None,
     threshold: float | None = None,
     residual: bool = False,
     resample: bool = False,
@@ -86,7 +90,8 @@ def run_separate(
     echo: Callable[[str], None] = print,
     on_failure: Callable[[Path, UssnbError], None] | None = None,
 ) -> tuple[dict, int]:
-    """What ``ussnb separate`` does: one query (``query`` text or ``examples`` files) → exactly one
+    """What ``ussnb separate`` does: one query (``query`` class, ``examples`` files, or a free description
+    ``text`` → its ``top`` best-matching classes, :func:`~ussnb.separation.text_query`) → exactly one
     ``<name>__<query slug>.wav`` per input (+ ``…__residual.wav``), or ``levels`` → hierarchical separation
     into ``<name>/``; inputs already done are skipped unless ``force``; ``out_dir/summary.json`` lists every
     item (merged with earlier runs). Returns the summary and the number of failed inputs.
@@ -104,9 +109,21 @@ def run_separate(
     device = resolve_device(device)
     if precision != "best":
         precision = check_precision(precision, device)
-    modes = sum(x is not None and x != [] for x in (query, examples, levels))
+    modes = sum(x is not None and x != [] for x in (query, examples, levels, text))
     if modes != 1:
-        raise ConfigError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
+        raise ConfigError("give exactly one of a query (--query), a description (--text), example files (--example) "
+                          "or levels (--levels)")
+    if top is not None and text is None:
+        raise ConfigError("--top goes with --text (how many best-matching classes to mix)")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("--text is empty: describe the sound to extract, e.g. --text \"a dog barking\"")
+        if not text_terms(text):
+            raise ConfigError(f"--text {text!r} has no words to match (only punctuation or stop words): describe "
+                              "the sound, e.g. --text \"a dog barking\"")
+        top = DEFAULT_TEXT_TOP if top is None else top
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ConfigError(f"--top must be a whole number of classes ≥ 1, got {top!r}")
     # settings, query text and example files first: cheap, and before any model is loaded or output written
     levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
                             threshold=threshold, levels=levels)
@@ -130,7 +147,13 @@ def run_separate(
     names = output_names(files)
     bundle = SeparationBundle.load(checkpoint, device=device, precision=precision)
     q = None
-    if levels is None:
+    if text is not None:
+        q = text_query(text, bundle, top)
+        echo(f"text: {text!r} → the {len(q.detail['classes'])} best-matching of the model's {bundle.classes} classes:")
+        for c in q.detail["classes"]:
+            echo(f"  {c['score']:7.2f}  weight {c['weight']:.3f}  {c['name']}")
+        echo(f"query: {q.detail['condition']} → *__{q.slug}.wav")
+    elif levels is None:
         q = resolve_query(query if query is not None else list(examples), bundle)
         echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
     else:  # what every input would fail on: say it once
@@ -186,7 +209,9 @@ def run_separate(
         "mode": "hierarchy" if levels is not None else "query",
         **({"levels": list(levels), "threshold": threshold_record(level_thresholds(threshold, levels, bundle))}
            if levels is not None else
-           {"query": q.label, "query_slug": q.slug, "query_source": q.source}),
+           {"query": q.label, "query_slug": q.slug, "query_source": q.source,
+            **({"text": q.detail["text"], "text_top": q.detail["top"], "text_classes": q.detail["classes"],
+                "text_condition": q.detail["condition"]} if q.source == "text" else {})}),
         "segment_seconds": segment_seconds, "overlap": overlap,
     })
     return summary, failed
