@@ -186,6 +186,7 @@ def _cmd_separate(args) -> int:
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
         text=args.text, top=args.top,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
+        output_rate=args.output_rate, output_format=args.format,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
         progress=not args.no_progress, device=args.device, precision=args.precision,
         on_failure=lambda path, exc: failures.append((path, exc)),
@@ -208,16 +209,19 @@ SEPARATE_EPILOG = """examples:
 
 outputs:
   --query / --example / --text: OUT/<input name>__<query slug>.wav (--text: slug text-<words of the text>),
-      exactly one per input (float32 WAV at the model's
-      rate); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
+      exactly one per input, with the input's sample rate and channels (--output-rate model: the model's rate,
+      mono); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
+      --format: wav = float32 (default), wav16 / wav24 = PCM, flac = 24-bit FLAC (files end in .flac).
   --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
-      2 s segment (silent where inactive), OUT/<input name>/summary.json (what was found where).
+      2 s segment (silent where inactive; float32 at the model's rate), OUT/<input name>/summary.json.
   OUT/summary.json lists every input with its outputs and status (done, skipped, failed).
   Input names are the file stems; inputs with the same stem (a/x.wav, b/x.wav) get a folder + hash suffix.
 
 Long inputs are streamed from disk in blocks and separated in overlapping chunks that are cross-faded (no
-clicks at chunk borders), so memory does not grow with the input's length. Inputs at another sample rate
-than the model's are resampled to it (--no-resample: an error instead); stereo inputs are averaged to mono."""
+clicks at chunk borders), so memory does not grow with the input's length. Separation runs once on the
+channels' mean at the model's rate (inputs at another rate are resampled to it; --no-resample: an error
+instead); by default the estimate is then resampled back and applied to each channel by a time-frequency mask
+(perf/stereo_output.py: better than separating each channel on its own)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,8 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder (not inside an input folder)")
     p_sep.add_argument("--residual", action="store_true", help="also write the residual (everything else) track")
     p_sep.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
-                       help="convert inputs at another sample rate to the model's (default; the output is written "
-                            "at the model's rate); --no-resample makes a rate mismatch an error")
+                       help="convert inputs at another sample rate to the model's for separation (default); "
+                            "--no-resample makes a rate mismatch an error")
+    p_sep.add_argument("--output-rate", choices=["input", "model"], default=None,
+                       help="input (default): the output has the input's sample rate and channels (the estimate of "
+                            "the channels' mean, resampled back and applied to every channel by a time-frequency "
+                            "mask); model: the model's rate, mono")
+    p_sep.add_argument("--format", choices=["wav", "flac", "wav16", "wav24"], default=None,
+                       help="output files: wav = float32 WAV (default), wav16 / wav24 = 16 / 24-bit PCM WAV "
+                            "(clipped to ±1), flac = 24-bit FLAC")
     p_sep.add_argument("--force", action="store_true", help="redo inputs whose outputs already exist")
     p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS",
                        help="chunk length, > 0 and ≤ 600 (default 2.0)")
