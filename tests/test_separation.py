@@ -244,9 +244,13 @@ def test_stereo_8khz_needs_resample(bundle, tmp_path):
     sf.write(tmp_path / "st.wav", np.stack([x, -0.5 * x], axis=1), 8000)
     with pytest.raises(AudioError, match="8000 Hz but the model works at 16000 Hz; pass --resample"):
         separate_file(tmp_path / "st.wav", tmp_path / "o.wav", "Piano", bundle, progress=False)
-    info = separate_file(tmp_path / "st.wav", tmp_path / "o.wav", "Piano", bundle, progress=False, resample=True)
+    info = separate_file(tmp_path / "st.wav", tmp_path / "o.wav", "Piano", bundle, progress=False, resample=True,
+                         output_rate="model")
     y, sr = sf.read(tmp_path / "o.wav")
     assert sr == SR and y.shape == (2 * x.size,) and info["seconds"] == pytest.approx(2.5)
+    info = separate_file(tmp_path / "st.wav", tmp_path / "o.wav", "Piano", bundle, progress=False, resample=True)
+    y, sr = sf.read(tmp_path / "o.wav")  # the default: like the input
+    assert sr == 8000 and y.shape == (x.size, 2) and info["seconds"] == pytest.approx(2.5)
     blocks = list(stream_audio_blocks(tmp_path / "st.wav", SR, 0.3))
     assert sum(b.size for b in blocks) == 2 * x.size and all(b.ndim == 1 for b in blocks)
     with pytest.raises(AudioError, match="pass --resample"):

@@ -4,10 +4,12 @@
 For every class of ``STARTER_CLASSES`` (``ussnb/data/recipes/starter/catalogue.py``) the file holds its AudioSet
 label (index 0..526, MID, display name) and every ancestor node up to the top level (all parent paths, e.g.
 Choir lies under both Singing and Musical instrument). Nodes keep AudioSet's ids and names; ``child_ids``
-are restricted to nodes in the mini set. Same field names as ``ontology.json`` / ``class_labels_indices.csv``
-so one loader reads both:
+are restricted to nodes in the mini set. The class nodes get a ``description``: the kit's own sentence from
+``STARTER_DESCRIPTIONS`` (AudioSet's descriptions are not copied). Same field names as ``ontology.json`` /
+``class_labels_indices.csv`` so one loader reads both:
 
-    {"source": ..., "nodes": [{"id", "name", "child_ids"}, ...], "labels": [{"index", "mid", "name"}, ...]}
+    {"source": ..., "nodes": [{"id", "name", "child_ids"[, "description"]}, ...],
+     "labels": [{"index", "mid", "name"}, ...]}
 
 Usage::
 
@@ -31,7 +33,15 @@ def load_starter_classes() -> list[tuple[str, str]]:
     return list(STARTER_CLASSES)
 
 
-def build(ontology: list[dict], labels: list[dict], classes: list[tuple[str, str]]) -> dict:
+def load_starter_descriptions() -> dict[str, str]:
+    sys.path.insert(0, str(REPO))
+    from ussnb.data.recipes.starter.catalogue import STARTER_DESCRIPTIONS
+
+    return dict(STARTER_DESCRIPTIONS)
+
+
+def build(ontology: list[dict], labels: list[dict], classes: list[tuple[str, str]],
+          descriptions: dict[str, str] | None = None) -> dict:
     by_id = {node["id"]: node for node in ontology}
     parents: dict[str, list[str]] = {}
     for node in ontology:
@@ -56,15 +66,21 @@ def build(ontology: list[dict], labels: list[dict], classes: list[tuple[str, str
             if node not in keep:
                 keep.add(node)
                 stack.extend(parents.get(node, []))
+    descriptions = descriptions or {}
+    missing = [name for mid, name in classes if not descriptions.get(mid)]
+    if descriptions and missing:
+        raise SystemExit(f"no description for {len(missing)} starter class(es): {missing[:5]}")
     nodes = [
         {"id": node["id"], "name": node["name"],
          "child_ids": [c for c in node.get("child_ids", []) if c in keep]}
+        | ({"description": descriptions[node["id"]]} if node["id"] in descriptions else {})
         for node in ontology if node["id"] in keep  # AudioSet's own order
     ]
     out_labels.sort(key=lambda row: row["index"])
     return {
         "source": "AudioSet ontology (github.com/audioset/ontology, CC BY-SA 4.0) and class_labels_indices.csv "
-                  "(CC BY 4.0), restricted to the ussnb starter classes by tools/make_mini_ontology.py",
+                  "(CC BY 4.0), restricted to the ussnb starter classes by tools/make_mini_ontology.py; the class "
+                  "descriptions are ussnb's own (STARTER_DESCRIPTIONS), not AudioSet's",
         "nodes": nodes,
         "labels": out_labels,
     }
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ontology = json.loads(args.ontology.read_text())
     with open(args.labels, newline="") as f:
         labels = list(csv.DictReader(f))
-    mini = build(ontology, labels, load_starter_classes())
+    mini = build(ontology, labels, load_starter_classes(), load_starter_descriptions())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(mini, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {args.out}: {len(mini['labels'])} labels, {len(mini['nodes'])} nodes")

@@ -1,5 +1,8 @@
 """Audio I/O that never fails obscurely: load any file soundfile (or ffmpeg) can read as float32 mono at a
-requested rate, save float32 WAV atomically, and one chunked overlap-add path for long audio.
+requested rate, save float32 WAV atomically, and one chunked overlap-add path for long audio. For outputs like
+the input: a file's blocks with its channels at its own rate (:func:`stream_channel_blocks`) and the
+time-frequency mask that applies a mono estimate to each channel (:func:`mask_channels`, streamed by
+:class:`StreamingChannelMask`).
 
 Errors are :class:`ussnb.errors.AudioError` (a ``ValueError``) naming the file and the problem.
 """
@@ -515,3 +518,138 @@ def _check_rate(path: Path, file_sr: int, sr: int, resample: bool) -> None:
             f"{path}: sample rate is {file_sr} Hz but the model works at {sr} Hz; pass --resample "
             f"(resample=True) to convert it"
         )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# output like the input: channels at the input's own rate
+# ----------------------------------------------------------------------------------------------------------
+def stream_channel_blocks(path: str | os.PathLike, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """A file's audio at its own rate with its channels kept: ``(samples, channels)`` float32 blocks of about
+    ``block_seconds``. The checks of :func:`stream_audio_blocks`; formats soundfile cannot read are decoded
+    whole by ffmpeg (mono)."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as sf_exc:
+        if path.suffix.lower() in (".wav", ".flac"):
+            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+        wave, file_sr = load_audio_with_rate(path, None)
+        step = max(1, int(round(block_seconds * file_sr)))
+        for i in range(0, wave.shape[0], step):
+            yield wave[i:i + step, None]
+        return
+    with f:
+        step = max(1, int(round(block_seconds * f.samplerate)))
+        position = 0
+        while True:
+            try:
+                data = f.read(frames=step, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(f"{path}: unreadable or corrupt audio at {position / f.samplerate:.2f} s "
+                                 f"({exc})") from exc
+            if data.shape[0] == 0:
+                break
+            if not np.all(np.isfinite(data)):
+                raise AudioError(f"{path}: contains NaN/inf sample(s) in the block at {position / f.samplerate:.2f} s")
+            position += data.shape[0]
+            yield np.ascontiguousarray(data)
+        if position == 0:
+            raise AudioError(f"{path}: zero-length audio (no samples)")
+
+
+def channel_layout(path: str | os.PathLike) -> tuple[int, int, int | None]:
+    """``(sample rate, channels, frames or None)`` of an audio file as :func:`stream_channel_blocks` yields it."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as sf_exc:
+        if path.suffix.lower() in (".wav", ".flac"):
+            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+        wave, file_sr = load_audio_with_rate(path, None)  # ffmpeg: decoded mono
+        return int(file_sr), 1, int(wave.shape[0])
+    if info.frames == 0:
+        raise AudioError(f"{path}: zero-length audio (no samples)")
+    return int(info.samplerate), int(info.channels), int(info.frames) if info.frames > 0 else None
+
+
+def stft_size(sr: int) -> int:
+    """The FFT size the channel mask uses at rate ``sr``: the power of two nearest 40 ms (2048 at 44.1 and 48 kHz,
+    1024 at 32 kHz, 512 at 16 kHz); the hop is a quarter of it."""
+    return int(2 ** max(6, round(math.log2(max(1, sr) * 0.040))))
+
+
+def mask_channels(mixture: np.ndarray, estimate: np.ndarray, n_fft: int, hop: int | None = None) -> np.ndarray:
+    """Apply a mono estimate to every channel of a mixture by a time-frequency ratio mask.
+
+    ``mixture`` ``(samples, channels)``, ``estimate`` ``(samples,)`` (both at the same rate; the estimate of
+    the source in the channels' mean) → ``(samples, channels)``: each channel's STFT times
+    ``clip(|Ŝ| / |X_mono|, 0, 1)``, back through the inverse STFT (Hann window, hop ``n_fft // 4``, zero padding at
+    the ends, so the result of a long signal does not depend on where :class:`StreamingChannelMask` cuts it)."""
+    import torch
+
+    hop = hop or n_fft // 4
+    x = np.ascontiguousarray(mixture, dtype=np.float32)
+    n = x.shape[0]
+    window = torch.hann_window(n_fft, dtype=torch.float32)
+
+    def stft(a: np.ndarray):
+        return torch.stft(torch.from_numpy(np.ascontiguousarray(a)), n_fft, hop, window=window, center=True,
+                          pad_mode="constant", return_complex=True)
+
+    spec = stft(x.T)  # (channels, bins, frames)
+    mono = stft(x.mean(axis=1))
+    est = stft(np.asarray(estimate, dtype=np.float32))
+    mask = (est.abs() / mono.abs().clamp_min(1e-10)).clamp_(0.0, 1.0)
+    y = torch.istft(spec * mask, n_fft, hop, window=window, center=True, length=n)
+    return np.ascontiguousarray(y.numpy().T, dtype=np.float32)
+
+
+class StreamingChannelMask:
+    """:func:`mask_channels` over a stream: :meth:`push` consecutive ``(n, channels)`` mixture and ``(n,)``
+    estimate blocks (equal lengths), get back the finished ``(m, channels)`` output; :meth:`finish` returns the
+    rest. Regions of about ``region_seconds`` are processed with ``n_fft`` samples of context on each side at
+    hop-aligned positions, so the output equals :func:`mask_channels` on the whole signal (to float rounding)
+    while memory stays bounded by a region."""
+
+    def __init__(self, sr: int, channels: int, *, n_fft: int | None = None, region_seconds: float = 4.0):
+        self.n_fft = int(n_fft or stft_size(sr))
+        self.hop = self.n_fft // 4
+        self.context = self.n_fft  # a multiple of the hop
+        self.region = self.hop * max(1, math.ceil(region_seconds * sr / self.hop))
+        self.channels = int(channels)
+        self.x = np.zeros((0, self.channels), np.float32)
+        self.s = np.zeros(0, np.float32)
+        self.start = 0  # absolute index of self.x[0]
+        self.done = 0  # output is finished before this index
+        self.received = 0
+
+    def push(self, mixture: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+        if mixture.shape[0] != estimate.shape[0]:
+            raise ValueError(f"mixture block of {mixture.shape[0]} samples, estimate block of {estimate.shape[0]}")
+        self.x = np.concatenate([self.x, np.asarray(mixture, np.float32).reshape(-1, self.channels)])
+        self.s = np.concatenate([self.s, np.asarray(estimate, np.float32)])
+        self.received += mixture.shape[0]
+        out = []
+        while self.received >= self.done + self.region + self.context:
+            out.append(self._run(self.done, self.done + self.region, final=False))
+            self.done += self.region
+            keep = self.done - self.context - self.start
+            if keep > 0:
+                self.x, self.s, self.start = self.x[keep:], self.s[keep:], self.start + keep
+        return np.concatenate(out) if out else np.zeros((0, self.channels), np.float32)
+
+    def finish(self) -> np.ndarray:
+        if self.done >= self.received:
+            return np.zeros((0, self.channels), np.float32)
+        out = self._run(self.done, self.received, final=True)
+        self.done = self.received
+        return out
+
+    def _run(self, a: int, b: int, *, final: bool) -> np.ndarray:
+        s0 = max(0, a - self.context)
+        s1 = self.received if final else b + self.context
+        i0, i1 = s0 - self.start, s1 - self.start
+        y = mask_channels(self.x[i0:i1], self.s[i0:i1], self.n_fft, self.hop)
+        return y[a - s0:b - s0]

@@ -14,6 +14,7 @@ EPILOG = """examples:
   ussnb data prepare folder DIR --tags tags.csv   your own tagged audio files as a weakly labelled dataset
   ussnb data info starter --json        classes, clips per split, hours
   ussnb labels dog                      find AudioSet labels by name
+  ussnb labels --text "a dog barking in the distance"   rank classes for a description
   ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
   ussnb pipeline --preset smoke --run-dir runs/smoke -p n_train=20
 
@@ -105,6 +106,24 @@ def _cmd_data_info(args) -> int:
 def _cmd_labels(args) -> int:
     from ..ontology import load_ontology
 
+    if args.rank_text is not None and args.text:
+        raise ConfigError(f"give either part of a label name ({args.text!r}) or --text, not both")
+    if args.top is not None and args.rank_text is None:
+        raise ConfigError("--top goes with --text (the number of best-matching classes to print)")
+    if args.rank_text is not None:
+        if not args.rank_text.strip():
+            raise ConfigError("--text is empty: describe the sound, e.g. --text \"a dog barking in the distance\"")
+        top = 10 if args.top is None else args.top
+        if top < 1:
+            raise ConfigError(f"--top must be at least 1, got {top}")
+        onto = load_ontology(args.meta)
+        ranked = onto.rank_text(args.rank_text, top=top)
+        print(f"{'score':>7s}  {'index':>5s}  {'mid':12s} {'name':40s} path")
+        for lab, score in ranked:
+            print(f"{score:7.2f}  {lab.audioset_index:5d}  {lab.mid:12s} {lab.name:40s} {' > '.join(onto.path(lab.mid))}")
+        print(f"(best {len(ranked)} of {len(onto)} classes for {args.rank_text!r}: BM25, 3 × name + description, "
+              f"from {onto.source})")
+        return 0
     onto = load_ontology(args.meta)
     hits = onto.search(args.text or "")
     if not hits:
@@ -165,7 +184,9 @@ def _cmd_separate(args) -> int:
     failures: list = []
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
+        text=args.text, top=args.top,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
+        output_rate=args.output_rate, output_format=args.format,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
         progress=not args.no_progress, device=args.device, precision=args.precision,
         on_failure=lambda path, exc: failures.append((path, exc)),
@@ -183,19 +204,24 @@ SEPARATE_EPILOG = """examples:
   ussnb separate street.wav --query "Dog" --checkpoint runs/cpu --out separated/
   ussnb separate recordings/ --query "/m/0bt9lr" --checkpoint runs/cpu --out separated/ --residual
   ussnb separate film.flac --example bark1.wav bark2.wav --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --text "a dog barking in the distance" --top 3 --checkpoint runs/cpu --out separated/
   ussnb separate film.flac --levels 1 2 3 --threshold 0.2 --checkpoint runs/cpu --out separated/
 
 outputs:
-  --query / --example: OUT/<input name>__<query slug>.wav, exactly one per input (float32 WAV at the model's
-      rate); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
+  --query / --example / --text: OUT/<input name>__<query slug>.wav (--text: slug text-<words of the text>),
+      exactly one per input, with the input's sample rate and channels (--output-rate model: the model's rate,
+      mono); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
+      --format: wav = float32 (default), wav16 / wav24 = PCM, flac = 24-bit FLAC (files end in .flac).
   --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
-      2 s segment (silent where inactive), OUT/<input name>/summary.json (what was found where).
+      2 s segment (silent where inactive; float32 at the model's rate), OUT/<input name>/summary.json.
   OUT/summary.json lists every input with its outputs and status (done, skipped, failed).
   Input names are the file stems; inputs with the same stem (a/x.wav, b/x.wav) get a folder + hash suffix.
 
 Long inputs are streamed from disk in blocks and separated in overlapping chunks that are cross-faded (no
-clicks at chunk borders), so memory does not grow with the input's length. Inputs at another sample rate
-than the model's are resampled to it (--no-resample: an error instead); stereo inputs are averaged to mono."""
+clicks at chunk borders), so memory does not grow with the input's length. Separation runs once on the
+channels' mean at the model's rate (inputs at another rate are resampled to it; --no-resample: an error
+instead); by default the estimate is then resampled back and applied to each channel by a time-frequency mask
+(perf/stereo_output.py: better than separating each channel on its own)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_labels = sub.add_parser("labels", help="find AudioSet labels by name (index, MID, ontology path)")
     p_labels.add_argument("text", nargs="?", default="", help="part of a label name; empty lists all")
+    p_labels.add_argument("--text", dest="rank_text", metavar="TEXT",
+                          help="rank the classes for a free description instead (e.g. \"a dog barking in the "
+                               "distance\"): BM25 over class names (× 3) and ontology descriptions, with scores")
+    p_labels.add_argument("--top", type=int, default=None, metavar="K",
+                          help="--text: how many classes to print (default 10)")
     p_labels.add_argument("--meta", help="folder with ontology.json + class_labels_indices.csv "
                                          "(default USSNB_AUDIOSET_META, else the starter mini-ontology)")
     p_labels.set_defaults(func=_cmd_labels)
@@ -276,10 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     what = p_sep.add_mutually_exclusive_group(required=True)
     what.add_argument("--query", metavar="TEXT", help="class to extract: display name (e.g. \"Dog\"), AudioSet MID "
                                                       "or class index; also a saved condition .npy/.npz")
+    what.add_argument("--text", metavar="DESCRIPTION",
+                      help="a free description of the sound (e.g. \"a dog barking in the distance\"): the model's "
+                           "classes are ranked by BM25 over their names and ontology descriptions (no network) and "
+                           "the best --top are mixed, their class-average conditions weighted by score")
     what.add_argument("--example", nargs="+", metavar="AUDIO", help="example recordings of the sound to extract "
                                                                     "(query by example; needs a tagger-based model)")
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
+    p_sep.add_argument("--top", type=int, default=None, metavar="K",
+                       help="--text: how many best-matching classes to mix (default 3)")
     p_sep.add_argument("--threshold", type=float, default=None,
                        help="--levels: a node is active in a 2 s segment when its max probability ≥ this, in [0, 1] "
                             "(default: the per-level thresholds stage 05 calibrated for the run, else 0.2)")
@@ -289,8 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_sep.add_argument("--out", required=True, metavar="DIR", help="output folder (not inside an input folder)")
     p_sep.add_argument("--residual", action="store_true", help="also write the residual (everything else) track")
     p_sep.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
-                       help="convert inputs at another sample rate to the model's (default; the output is written "
-                            "at the model's rate); --no-resample makes a rate mismatch an error")
+                       help="convert inputs at another sample rate to the model's for separation (default); "
+                            "--no-resample makes a rate mismatch an error")
+    p_sep.add_argument("--output-rate", choices=["input", "model"], default=None,
+                       help="input (default): the output has the input's sample rate and channels (the estimate of "
+                            "the channels' mean, resampled back and applied to every channel by a time-frequency "
+                            "mask); model: the model's rate, mono")
+    p_sep.add_argument("--format", choices=["wav", "flac", "wav16", "wav24"], default=None,
+                       help="output files: wav = float32 WAV (default), wav16 / wav24 = 16 / 24-bit PCM WAV "
+                            "(clipped to ±1), flac = 24-bit FLAC")
     p_sep.add_argument("--force", action="store_true", help="redo inputs whose outputs already exist")
     p_sep.add_argument("--segment", type=float, default=2.0, metavar="SECONDS",
                        help="chunk length, > 0 and ≤ 600 (default 2.0)")

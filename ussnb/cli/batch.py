@@ -12,8 +12,10 @@ from typing import Any, Callable, Sequence
 from ..errors import AudioError, ConfigError, UssnbError
 from ..io import atomic_write_text, short_hash
 from ..paths import check_output_folder, make_output_folder
-from ..separation import (AUDIO_SUFFIXES, SeparationBundle, check_levels_exist, check_settings, hierarchy_done,
-                          level_thresholds, resolve_query, separate_file, separate_hierarchy, slugify, threshold_record)
+from ..ontology import text_terms
+from ..separation import (AUDIO_SUFFIXES, DEFAULT_TEXT_TOP, OUTPUT_FORMATS, SeparationBundle, check_levels_exist, check_settings,
+                          hierarchy_done, level_thresholds, resolve_query, separate_file, separate_hierarchy, slugify,
+                          text_query, threshold_record)
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +75,13 @@ def run_separate(
     query: str | None = None,
     examples: Sequence[str] | None = None,
     levels: Sequence[int] | None = None,
+    text: str | None = None,
+    top: int | None = None,
     threshold: float | None = None,
     residual: bool = False,
     resample: bool = False,
+    output_rate: str | None = None,
+    output_format: str | None = None,
     force: bool = False,
     segment_seconds: float = 2.0,
     overlap: float = 0.25,
@@ -86,9 +92,11 @@ def run_separate(
     echo: Callable[[str], None] = print,
     on_failure: Callable[[Path, UssnbError], None] | None = None,
 ) -> tuple[dict, int]:
-    """What ``ussnb separate`` does: one query (``query`` text or ``examples`` files) → exactly one
-    ``<name>__<query slug>.wav`` per input (+ ``…__residual.wav``), or ``levels`` → hierarchical separation
-    into ``<name>/``; inputs already done are skipped unless ``force``; ``out_dir/summary.json`` lists every
+    """What ``ussnb separate`` does: one query (``query`` class, ``examples`` files, or a free description
+    ``text`` → its ``top`` best-matching classes, :func:`~ussnb.separation.text_query`) → exactly one
+    ``<name>__<query slug>.wav`` per input (+ ``…__residual.wav``; ``.flac`` for ``output_format="flac"``), at the
+    input's rate with its channels (``output_rate="input"``, the default) or the model's rate, mono (``"model"``);
+    or ``levels`` → hierarchical separation into ``<name>/`` (float32 WAV at the model's rate); inputs already done are skipped unless ``force``; ``out_dir/summary.json`` lists every
     item (merged with earlier runs). Returns the summary and the number of failed inputs.
 
     Settings, inputs and the output folder are checked before the model is loaded or anything is written
@@ -104,12 +112,30 @@ def run_separate(
     device = resolve_device(device)
     if precision != "best":
         precision = check_precision(precision, device)
-    modes = sum(x is not None and x != [] for x in (query, examples, levels))
+    modes = sum(x is not None and x != [] for x in (query, examples, levels, text))
     if modes != 1:
-        raise ConfigError("give exactly one of a query (--query), example files (--example) or levels (--levels)")
+        raise ConfigError("give exactly one of a query (--query), a description (--text), example files (--example) "
+                          "or levels (--levels)")
+    if top is not None and text is None:
+        raise ConfigError("--top goes with --text (how many best-matching classes to mix)")
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("--text is empty: describe the sound to extract, e.g. --text \"a dog barking\"")
+        if not text_terms(text):
+            raise ConfigError(f"--text {text!r} has no words to match (only punctuation or stop words): describe "
+                              "the sound, e.g. --text \"a dog barking\"")
+        top = DEFAULT_TEXT_TOP if top is None else top
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ConfigError(f"--top must be a whole number of classes ≥ 1, got {top!r}")
     # settings, query text and example files first: cheap, and before any model is loaded or output written
     levels = check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size,
-                            threshold=threshold, levels=levels)
+                            threshold=threshold, levels=levels, output_rate=output_rate, output_format=output_format)
+    if levels is not None and (output_rate is not None or output_format is not None):
+        raise ConfigError("--output-rate / --format are for --query, --text and --example; --levels writes float32 "
+                          "WAV tracks at the model's rate")
+    output_rate = output_rate or "input"
+    output_format = output_format or "wav"
+    suffix = OUTPUT_FORMATS[output_format][2]
     if isinstance(query, str) and not query.strip():
         raise ConfigError("--query is empty: give a class name (e.g. \"Dog\"), an AudioSet MID or a class index")
     for e in examples or []:
@@ -130,7 +156,13 @@ def run_separate(
     names = output_names(files)
     bundle = SeparationBundle.load(checkpoint, device=device, precision=precision)
     q = None
-    if levels is None:
+    if text is not None:
+        q = text_query(text, bundle, top)
+        echo(f"text: {text!r} → the {len(q.detail['classes'])} best-matching of the model's {bundle.classes} classes:")
+        for c in q.detail["classes"]:
+            echo(f"  {c['score']:7.2f}  weight {c['weight']:.3f}  {c['name']}")
+        echo(f"query: {q.detail['condition']} → *__{q.slug}.wav")
+    elif levels is None:
         q = resolve_query(query if query is not None else list(examples), bundle)
         echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
     else:  # what every input would fail on: say it once
@@ -143,16 +175,20 @@ def run_separate(
         item: dict[str, Any] = {"input": str(f), "name": name}
         try:
             if q is not None:
-                target = out / f"{name}__{q.slug}.wav"
-                res = out / f"{name}__{q.slug}__residual.wav" if residual else None
+                target = out / f"{name}__{q.slug}{suffix}"
+                res = out / f"{name}__{q.slug}__residual{suffix}" if residual else None
                 item.update(output=str(target), residual=str(res) if res else None)
                 if not force and target.is_file() and (res is None or res.is_file()):
                     item["status"] = "skipped"
                     echo(f"skipped (done; --force to redo): {target}")
                 else:
                     info = separate_file(f, target, q, bundle, residual_path=res, segment_seconds=segment_seconds,
-                                         overlap=overlap, batch_size=batch_size, resample=resample, progress=progress)
-                    item.update(status="done", seconds=info["seconds"], real_time_factor=info["real_time_factor"])
+                                         overlap=overlap, batch_size=batch_size, resample=resample, progress=progress,
+                                         output_rate=output_rate, output_format=output_format)
+                    item.update(status="done", seconds=info["seconds"], real_time_factor=info["real_time_factor"],
+                                sample_rate=info["sample_rate"], channels=info["channels"])
+                    if info.get("clipped_samples"):
+                        item["clipped_samples"] = info["clipped_samples"]
                     echo(f"wrote {target}" + (f" and {res.name}" if res else ""))
             else:
                 folder = out / name
@@ -186,7 +222,10 @@ def run_separate(
         "mode": "hierarchy" if levels is not None else "query",
         **({"levels": list(levels), "threshold": threshold_record(level_thresholds(threshold, levels, bundle))}
            if levels is not None else
-           {"query": q.label, "query_slug": q.slug, "query_source": q.source}),
+           {"query": q.label, "query_slug": q.slug, "query_source": q.source,
+            "output_rate": output_rate, "format": output_format,
+            **({"text": q.detail["text"], "text_top": q.detail["top"], "text_classes": q.detail["classes"],
+                "text_condition": q.detail["condition"]} if q.source == "text" else {})}),
         "segment_seconds": segment_seconds, "overlap": overlap,
     })
     return summary, failed
