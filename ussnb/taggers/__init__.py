@@ -6,12 +6,18 @@ Registry names (``available_taggers()``):
 * ``panns-cnn14`` — PANNs Cnn14 (the USS query net), embedding 2048
 * ``panns-cnn14-decisionlevelmax`` — PANNs Cnn14_DecisionLevelMax (the USS anchor miner), embedding 2048
 * ``efficientat-mn04`` — EfficientAT MobileNetV3 mn04_as (~1 M parameters), embedding 384
+* ``htsat`` — HTS-AT (:class:`~ussnb.taggers.htsat.HTSAT`, embed_dim 96: the released AudioSet model, 30 M
+  parameters), embedding 768; frames from its token-semantic SED head
+* ``htsat-small`` — HTS-AT sized to train on 2 CPU cores from weak labels (embed_dim 24, one shifted and one
+  plain block per stage, ~1.3 M parameters for 20 classes), embedding 192; needs ``classes``
 * ``sed`` — small trainable decision-level CNN (:class:`~ussnb.taggers.sed.SedCnn`), embedding ``hidden``
 
 ``build_tagger(name, **kw)`` builds the architecture with fresh weights (no file needed);
 ``get_tagger(name, path=None, **kw)`` returns it ready to use: pretrained weights for PANNs / EfficientAT
-(explicit ``path``, ``USSNB_WEIGHTS_DIR`` or download), a saved :class:`SedCnn` checkpoint for ``sed``
-(``path`` required).
+(explicit ``path``, ``USSNB_WEIGHTS_DIR`` or download), the released ``HTSAT_AudioSet_Saved_1.ckpt`` for
+``htsat`` (explicit ``path`` or ``USSNB_WEIGHTS_DIR``; it is on Google Drive, so it is never downloaded), a saved
+checkpoint for ``sed`` / ``htsat-small`` (``path`` required; :func:`~ussnb.taggers.sed.save_sed`,
+:func:`~ussnb.taggers.htsat.save_htsat`).
 """
 from __future__ import annotations
 
@@ -27,11 +33,12 @@ _PANNS = {
     "panns-cnn14-decisionlevelmax": "Cnn14_DecisionLevelMax",
 }
 _EFFICIENTAT = {"efficientat-mn04": "mn04_as"}
+_HTSAT = ("htsat", "htsat-small")
 
 
 def available_taggers() -> list[str]:
     """Names accepted by :func:`build_tagger` / :func:`get_tagger`."""
-    return [*_PANNS, *_EFFICIENTAT, "sed"]
+    return [*_PANNS, *_EFFICIENTAT, *_HTSAT, "sed"]
 
 
 def _check(name: str) -> str:
@@ -43,7 +50,7 @@ def _check(name: str) -> str:
 
 def build_tagger(name: str, **kw: Any) -> Tagger:
     """The architecture ``name`` with freshly initialised weights (``kw`` go to its constructor;
-    ``sed`` needs ``classes``)."""
+    ``sed`` and ``htsat-small`` need ``classes``)."""
     key = _check(name)
     if key in _PANNS:
         from .panns import MODELS
@@ -54,13 +61,24 @@ def build_tagger(name: str, **kw: Any) -> Tagger:
 
         kw.setdefault("width_mult", PRETRAINED[_EFFICIENTAT[key]]["width_mult"])
         return MobileNetAT(**kw)
+    if key == "htsat":
+        from .htsat import HTSAT
+
+        return HTSAT(**kw)
+    if key == "htsat-small":
+        from .htsat import HTSAT, small_config
+
+        if "classes" not in kw:
+            raise ValueError("build_tagger('htsat-small') needs classes= (the dataset's number of classes)")
+        return HTSAT(**small_config(**kw))
     from .sed import SedCnn
 
     return SedCnn(**kw)
 
 
 def get_tagger(name: str, path: str | None = None, **kw: Any) -> Tagger:
-    """A ready tagger in eval mode: pretrained weights (PANNs, EfficientAT) or a saved ``sed`` checkpoint."""
+    """A ready tagger in eval mode: pretrained weights (PANNs, EfficientAT, HTS-AT) or a saved ``sed`` /
+    ``htsat-small`` checkpoint."""
     key = _check(name)
     if key in _PANNS:
         from .panns import load_panns
@@ -70,6 +88,18 @@ def get_tagger(name: str, path: str | None = None, **kw: Any) -> Tagger:
         from .efficientat import load_efficientat
 
         return load_efficientat(_EFFICIENTAT[key], path, **kw)
+    if key == "htsat":
+        from .htsat import load_htsat
+
+        kw.pop("download", None)  # accepted for symmetry; the checkpoint is never downloaded
+        return load_htsat(path, **kw)
+    if key == "htsat-small":
+        if path is None:
+            raise ValueError("get_tagger('htsat-small') needs path= to a checkpoint saved by save_htsat "
+                             "(or use build_tagger)")
+        from .htsat import load_htsat_checkpoint
+
+        return load_htsat_checkpoint(path, **kw)
     if path is None:
         raise ValueError("get_tagger('sed') needs path= to a checkpoint saved by save_sed (or use build_tagger)")
     from .sed import load_sed
