@@ -424,6 +424,18 @@ def stream_overlap_add(
 # ----------------------------------------------------------------------------------------------------------
 # streaming input
 # ----------------------------------------------------------------------------------------------------------
+def _open_soundfile(path: Path):
+    """``path`` checked and opened with soundfile; None for a format only ffmpeg decodes (a corrupt WAV/FLAC
+    raises :class:`AudioError`)."""
+    _check_path(path)
+    try:
+        return sf.SoundFile(str(path))
+    except Exception as sf_exc:
+        if path.suffix.lower() in (".wav", ".flac"):
+            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+        return None
+
+
 def stream_audio_blocks(
     path: str | os.PathLike,
     sr: int,
@@ -440,12 +452,8 @@ def stream_audio_blocks(
     :func:`load_audio` (ffmpeg) and then yielded in blocks.
     """
     path = Path(path)
-    _check_path(path)
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as sf_exc:
-        if path.suffix.lower() in (".wav", ".flac"):
-            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+    f = _open_soundfile(path)
+    if f is None:  # a format soundfile cannot read: decoded whole by ffmpeg
         wave, file_sr = load_audio_with_rate(path, None)
         _check_rate(path, file_sr, sr, resample)
         if file_sr != sr:
@@ -528,12 +536,8 @@ def stream_channel_blocks(path: str | os.PathLike, block_seconds: float = 30.0) 
     ``block_seconds``. The checks of :func:`stream_audio_blocks`; formats soundfile cannot read are decoded
     whole by ffmpeg (mono)."""
     path = Path(path)
-    _check_path(path)
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as sf_exc:
-        if path.suffix.lower() in (".wav", ".flac"):
-            raise AudioError(f"{path}: unreadable or corrupt audio ({sf_exc})") from sf_exc
+    f = _open_soundfile(path)
+    if f is None:  # a format soundfile cannot read: decoded whole by ffmpeg
         wave, file_sr = load_audio_with_rate(path, None)
         step = max(1, int(round(block_seconds * file_sr)))
         for i in range(0, wave.shape[0], step):
