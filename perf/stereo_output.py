@@ -28,7 +28,7 @@ Measured (2 shared CPU cores, 18 s; ``--checkpoint`` a MelTCN ``soft`` separator
 the starter set, validation SDRi 8.4 dB, queried with one-hot conditions; 54 pairs, 48 kHz stereo, mask STFT
 2048 points)::
 
-    python perf/stereo_output.py --checkpoint runs/cpu   (a run directory or its separator.pt)
+    python perf/stereo_output.py --checkpoint runs/cpu/04_training/separator.pt
 
     mean SDRi (dB) per channel against the stereo target, 54 pairs: both channels (L / R)
     layout                                         mask            per-channel              mono copy     band-limit ceiling
