@@ -103,3 +103,13 @@ def test_unknown_names_are_config_errors_the_cli_reports():
         with pytest.raises(ConfigError) as info:
             call()
         assert isinstance(info.value, UssnbError) and isinstance(info.value, ValueError)
+
+
+def test_zs2021_preset_is_the_2021_system_on_the_zero_shot_presets_data():
+    zs, zs21 = load_preset("zero-shot"), load_preset("zs2021")
+    assert zs21["sed.tagger"] == "htsat" and zs21["sed.tagger_fallback"] == "starter-htsat"
+    assert zs21["train.condition"] == "embedding" and zs21["train.separator"] == "unet"
+    assert zs21["anchors.score_window"] == pytest.approx(200 * 10 / 1024, abs=1e-3)  # 200 HTS-AT frames
+    # the same data and held-out classes as the zero-shot preset: the two systems compare in one table
+    assert zs21["zero_shot_classes"] == zs["zero_shot_classes"]
+    assert {k: v for k, v in zs21.items() if k.startswith("data.")} == {k: v for k, v in zs.items() if k.startswith("data.")}

@@ -106,3 +106,41 @@ def test_smoke_zero_shot_pipeline_pretrained_query_net_and_combined_data(tmp_pat
     assert "esc50-pairs" in zs and zs["esc50-pairs"]["unseen"]["n_items"] > 0
     assert "starter-pairs" in zs  # the combination's starter member gives the starter benchmarks
     assert {"by_example", "class_average", "floor", "irm"} <= set(zs["esc50-pairs"]["seen"])
+
+
+@pytest.mark.slow
+def test_smoke_2021_system_htsat_latent_queries_unet(tmp_path, monkeypatch):
+    """The zs2021 recipe at smoke size with no HTS-AT weights on disk: stage 01 falls back to HTS-AT-small trained
+    from the weak labels (beside the CNN SED, same budget), anchors are scored over the 200-frame window, the
+    latent embedding (8 · embed_dim) conditions the plain U-Net, and `ussnb separate --example` uses it."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    monkeypatch.setenv("USSNB_WEIGHTS_DIR", str(empty))  # _pipeline passes os.environ to the runner
+    run, proc = _pipeline(tmp_path, "-p", "sed.tagger=htsat", "-p", "sed.tagger_fallback=starter-htsat",
+                          "-p", "sed.compare_with=[starter-sed]", "-p", "anchors.score_window=1.953",
+                          "-p", "train.condition=embedding", "-p", "train.separator=unet", "--stages", "00", "01",
+                          "02", "03", "04")
+    notebook = (run / "01_weak_labels_and_sed" / "01_weak_labels_and_sed.ipynb").read_text()
+    assert "HTSAT_AudioSet_Saved_1.ckpt is not in the weights folder" in notebook  # the user is told why
+    sed = json.loads((run / "01_weak_labels_and_sed" / "metrics.json").read_text())
+    assert (sed["requested_tagger"], sed["tagger"]) == ("htsat", "starter-htsat")
+    assert set(sed["comparison"]) == {"starter-sed"}
+    assert {"map", "sed_frame_auc", "sed_f1_1s"} <= set(sed["comparison"]["starter-sed"])
+    minutes = json.loads((run / "01_weak_labels_and_sed" / "timing.json").read_text())["tagger_train_minutes"]
+    assert set(minutes) == {"starter-htsat", "starter-sed"}
+    from ussnb.anchors import AnchorSet
+    from ussnb.run import Run
+
+    width = Run(run).tagger().embedding_size
+    assert width == 8 * 8  # the smoke preset's tiny HTS-AT: embed_dim 8, latent 8 · embed_dim
+    assert AnchorSet(run / "02_anchor_mining" / "anchors" / "train").conditions("embedding").shape[1] == width
+    model = json.loads((run / "04_training" / "metrics.json").read_text())
+    assert "val_sdri" in model
+    # the latent query by example from the command line
+    clip = sorted((tmp_path / "data").rglob("*.wav"))[0]
+    env = os.environ | {"USSNB_DATA": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "ussnb.cli", "separate", str(clip), "--example", str(clip),
+                          "--checkpoint", str(run), "--out", str(tmp_path / "sep"), "--no-progress"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert list((tmp_path / "sep").rglob("*.wav"))

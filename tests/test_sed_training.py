@@ -60,3 +60,86 @@ def test_changed_configuration_starts_over_and_keeps_the_old_state(tiny_dataset,
     with pytest.warns(UserWarning, match="another configuration"):
         _, history = train_sed(tiny_dataset, tmp_path, other, progress=False)
     assert len(history) == 2 and (tmp_path / "state.previous.pt").is_file()
+
+
+def _section(**kw):
+    from ussnb.config import SedSection
+
+    return SedSection(**{"sed_steps": 4, "sed_batch_size": 4, "sed_eval_every": 2, "sed_size": "tiny", **kw})
+
+
+def test_htsat_small_trains_from_weak_labels_and_loads_as_the_run_tagger(tiny_dataset, tmp_path):
+    from ussnb.sed_training import stage_train_config
+    from ussnb.taggers.htsat import HTSAT
+    from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
+
+    cfg = stage_train_config("starter-htsat", _section())
+    assert cfg.arch == "htsat-small" and cfg.model["embed_dim"] == 8
+    model, history = train_sed(tiny_dataset, tmp_path, cfg, progress=False)
+    assert isinstance(model, HTSAT) and len(history) == 4 and np.isfinite([h["loss"] for h in history]).all()
+    # the loss moved: the transformer's weights were updated from the clip tags
+    assert history[0]["loss"] != history[-1]["loss"]
+    save_stage_tagger(tmp_path, "starter-htsat", tiny_dataset.labels, checkpoint="tagger.pt")
+    tagger = build_run_tagger("starter-htsat", tiny_dataset.labels, checkpoint="tagger.pt", base_dir=tmp_path)
+    x = torch.from_numpy(tiny_dataset.load(tiny_dataset.clips("test")[0]))[None]
+    out = tagger.tag(x)
+    assert out.clip.shape == (1, len(tiny_dataset.labels))
+    assert out.embedding.shape == (1, 8 * 8)  # the latent query: 8 · embed_dim
+    assert out.frames.shape[1] == tagger.num_frames(x.shape[-1])
+    with torch.inference_mode():
+        torch.testing.assert_close(out.clip, model.tag(x).clip)
+    with pytest.raises(Exception, match="other classes"):
+        build_run_tagger("starter-htsat", tiny_dataset.labels[::-1], checkpoint="tagger.pt", base_dir=tmp_path)
+    # the training minutes are kept with the model (the comparison table reports them)
+    from ussnb.sed_training import trained_minutes
+
+    assert 0 < trained_minutes(tmp_path) < 10
+
+
+def test_both_trained_taggers_get_the_same_budget():
+    from ussnb.errors import ConfigError
+    from ussnb.sed_training import stage_train_config
+
+    a, b = stage_train_config("starter-sed", _section()), stage_train_config("starter-htsat", _section())
+    budget = ("steps", "batch_size", "lr", "mixup", "seed")
+    assert [getattr(a, k) for k in budget] == [getattr(b, k) for k in budget]
+    assert (a.arch, b.arch) == ("sed", "htsat-small")
+    with pytest.raises(ConfigError, match="not a tagger trained"):
+        stage_train_config("efficientat-mn04", _section())
+    with pytest.raises(ConfigError, match="sed_size"):
+        stage_train_config("starter-htsat", _section(sed_size="huge"))
+
+
+def test_missing_pretrained_weights_fall_back_to_a_trained_tagger(tmp_path, monkeypatch):
+    from ussnb.errors import ConfigError
+    from ussnb.taggers.stage import resolve_run_tagger
+
+    monkeypatch.setenv("USSNB_WEIGHTS_DIR", str(tmp_path))  # an empty weights folder
+    name, why = resolve_run_tagger("htsat", "starter-htsat")
+    assert name == "starter-htsat" and "HTSAT_AudioSet_Saved_1.ckpt" in why
+    assert resolve_run_tagger("htsat", "") == ("htsat", "")  # no fallback: loading says where the file goes
+    assert resolve_run_tagger("starter-sed", "starter-htsat") == ("starter-sed", "")
+    with pytest.raises(ConfigError, match="unknown tagger"):
+        resolve_run_tagger("htsatt", "")
+    with pytest.raises(ConfigError, match="tagger_fallback"):
+        resolve_run_tagger("htsat", "panns-cnn14")
+
+
+def test_weights_present_keep_the_pretrained_tagger(tmp_path, monkeypatch):
+    from ussnb.taggers.stage import resolve_run_tagger
+
+    (tmp_path / "mn04_as_mAP_432.pt").write_bytes(b"")
+    monkeypatch.setenv("USSNB_WEIGHTS_DIR", str(tmp_path))
+    assert resolve_run_tagger("efficientat-mn04", "starter-sed") == ("efficientat-mn04", "")
+
+
+def test_comparison_table_has_a_row_per_tagger():
+    from ussnb.sed_training import comparison_markdown
+
+    md = comparison_markdown({"starter-sed (trained)": {"map": 0.5, "sed_f1_1s": 0.25},
+                              "starter-htsat": {"map": 0.625, "sed_f1_1s": 0.5}},
+                             {"starter-sed (trained)": 2.04, "starter-htsat": float("nan")})
+    lines = md.splitlines()
+    assert lines[0] == "| tagger | mAP | segment F1 @1 s | training minutes |"
+    assert lines[2] == "| starter-sed (trained) | 0.500 | 0.250 | 2.0 |"
+    assert lines[3] == "| starter-htsat | 0.625 | 0.500 | – |"

@@ -47,15 +47,19 @@ class DataSection:
 @dataclass
 class SedSection:
     """Stage 01: weak labels and the sound event detector (the run's tagger)."""
-    tagger: str = _p("starter-sed", "starter-sed | efficientat-mn04 | panns-cnn14 | panns-cnn14-decisionlevelmax")
-    sed_steps: int = _p(1500, "training steps of starter-sed")
+    tagger: str = _p("starter-sed", "trained here: starter-sed (CNN) | starter-htsat (HTS-AT-small); pretrained: "
+                                    "efficientat-mn04 | htsat | panns-cnn14 | panns-cnn14-decisionlevelmax")
+    tagger_fallback: str = _p("", "a trained tagger used when the pretrained one has no weights on disk (e.g. "
+                                  "starter-htsat); empty: stop and say where the weights go")
+    sed_steps: int = _p(1500, "training steps of a trained tagger")
     sed_batch_size: int = _p(16, "distinct classes per balanced batch")
     sed_lr: float = _p(0.001, "AdamW learning rate")
-    sed_pooling: str = _p("attention", "attention | max : frames -> clip probability")
-    sed_size: str = _p("cpu", "SED model size: default | cpu | tiny (see ussnb.sed_training.SED_SIZES)")
+    sed_pooling: str = _p("attention", "starter-sed: attention | max : frames -> clip probability")
+    sed_size: str = _p("cpu", "model size: default | cpu | tiny (ussnb.sed_training.SED_SIZES, HTSAT_SIZES)")
     sed_mixup: float = _p(0.0, "Beta(a, a) mixup of clips and tags; 0 turns it off")
     sed_eval_every: int = _p(250, "validation mAP every N steps")
-    compare_sed: bool = _p(False, "with a pretrained tagger: also train starter-sed on the weak labels and compare")
+    compare_with: list = _p([], "trained taggers (starter-sed, starter-htsat) also trained on these weak labels "
+                                "with the same steps and batches, compared with the run tagger in one table")
     seed: int = _p(0, "seed of initialisation and sampling")
 
 

@@ -118,6 +118,18 @@ class Run:
     def done_marker(self, key: str) -> Path:
         return self.stage(key) / DONE_FILE
 
+    def metrics(self, key: str) -> dict:
+        """Stage ``key``'s ``metrics.json`` (DataError when the stage has not finished)."""
+        path = self.stage(key) / "metrics.json"
+        if not path.is_file():
+            raise DataError(f"{path} does not exist: stage {STAGE_NAMES.get(key, key)} of this run has not finished")
+        return json.loads(path.read_text())
+
+    def timings(self) -> dict[str, float]:
+        """Seconds per finished stage (the runner's ``timings.json``; empty when none)."""
+        path = self.timings_path
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def _root(self) -> Path:
         if self.path is None:
             raise DataError("this run was built from stage folders; it has no run directory")

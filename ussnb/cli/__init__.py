@@ -175,6 +175,13 @@ def _cmd_pipeline(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from ..eval.compare import compare_runs, comparison_table
+
+    print(comparison_table(compare_runs(args.runs)))
+    return 0
+
+
 def _cmd_separate(args) -> int:
     from .batch import run_separate
 
@@ -287,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch threads per notebook kernel (default: the preset's `threads`, else the cores "
                              "available; BLAS always 1)")
     p_pipe.set_defaults(func=_cmd_pipeline)
+
+    p_cmp = sub.add_parser("compare", help="finished runs side by side: seen vs unseen SDRi beside the floor",
+                           description="One markdown table of the zero-shot evaluation (stage 06) of finished runs, "
+                                       "e.g. the zero-shot and zs2021 presets: tagger, separator, condition, and per "
+                                       "benchmark the seen and unseen classes queried by example (per-class median, "
+                                       "then mean, dB) beside the floor and the IRM, with the run's minutes.")
+    p_cmp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (ussnb pipeline --run-dir)")
+    p_cmp.set_defaults(func=_cmd_compare)
 
     p_doc = sub.add_parser("doctor", help="check that this machine can run the kit; print the commands that fix it",
                            description="Checks the Debian packages, Python dependencies, the torch build and thread "

@@ -48,6 +48,24 @@ def _check(name: str) -> str:
     return key
 
 
+def weights_file(name: str) -> str:
+    """Official file name of the pretrained weights of ``name`` (as looked up in ``USSNB_WEIGHTS_DIR``)."""
+    key = _check(name)
+    if key in _PANNS:
+        from .panns import OFFICIAL_FILES
+
+        return OFFICIAL_FILES[_PANNS[key]]
+    if key in _EFFICIENTAT:
+        from .efficientat import PRETRAINED
+
+        return PRETRAINED[_EFFICIENTAT[key]]["file"]
+    if key == "htsat":
+        from .htsat import OFFICIAL_FILE
+
+        return OFFICIAL_FILE
+    raise ConfigError(f"tagger {name!r} has no pretrained weights (it is trained from a dataset's weak labels)")
+
+
 def build_tagger(name: str, **kw: Any) -> Tagger:
     """The architecture ``name`` with freshly initialised weights (``kw`` go to its constructor;
     ``sed`` and ``htsat-small`` need ``classes``)."""
@@ -109,5 +127,5 @@ def get_tagger(name: str, path: str | None = None, **kw: Any) -> Tagger:
 
 __all__ = [
     "FRAME_RATE", "TagOutput", "Tagger", "WeightsNotFoundError", "available_taggers", "build_tagger",
-    "get_tagger",
+    "get_tagger", "weights_file",
 ]
