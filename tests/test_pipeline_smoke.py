@@ -137,7 +137,7 @@ def test_smoke_2021_system_htsat_latent_queries_unet(tmp_path, monkeypatch):
     model = json.loads((run / "04_training" / "metrics.json").read_text())
     assert "val_sdri" in model
     # the latent query by example from the command line
-    clip = sorted((tmp_path / "data").rglob("*.wav"))[0]
+    clip = sorted((tmp_path / "data").rglob("*.flac"))[0]
     env = os.environ | {"USSNB_DATA": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-m", "ussnb.cli", "separate", str(clip), "--example", str(clip),
                           "--checkpoint", str(run), "--out", str(tmp_path / "sep"), "--no-progress"],
