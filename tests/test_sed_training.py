@@ -143,3 +143,17 @@ def test_comparison_table_has_a_row_per_tagger():
     assert lines[0] == "| tagger | mAP | segment F1 @1 s | training minutes |"
     assert lines[2] == "| starter-sed (trained) | 0.500 | 0.250 | 2.0 |"
     assert lines[3] == "| starter-htsat | 0.625 | 0.500 | – |"
+
+
+def test_a_state_saved_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    from dataclasses import asdict
+
+    from ussnb.trainutil import resume_state, save_state
+
+    cfg = asdict(SedTrainConfig(steps=6))
+    old = {k: v for k, v in cfg.items() if k != "arch"}  # written before `arch` existed
+    save_state(tmp_path / "state.pt", config=old, step=3)
+    assert resume_state(tmp_path / "state.pt", cfg, defaults=asdict(SedTrainConfig()))["step"] == 3
+    other = {**cfg, "arch": "htsat-small"}  # not the default: that state did not train this model
+    with pytest.warns(UserWarning, match="another configuration"):
+        assert resume_state(tmp_path / "state.pt", other, defaults=asdict(SedTrainConfig())) is None

@@ -232,7 +232,7 @@ def train_sed(
     history: list[dict] = []
     step = 0
     state_path = out / "state.pt"
-    state = resume_state(state_path, asdict(cfg))
+    state = resume_state(state_path, asdict(cfg), defaults=asdict(SedTrainConfig()))
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

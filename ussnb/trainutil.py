@@ -83,9 +83,11 @@ def warmup_lambda(schedule: str, warmup_steps: int, total_steps: int):
     return table[schedule]
 
 
-def resume_state(path: str | os.PathLike, config: dict) -> dict[str, Any] | None:
+def resume_state(path: str | os.PathLike, config: dict, defaults: dict | None = None) -> dict[str, Any] | None:
     """The saved training state if it was written with ``config`` (resume), else None.
 
+    ``defaults``: the configuration's default values — a state saved before a setting existed (its key is
+    missing) still resumes when ``config`` has that setting at its default, since it trained with that meaning.
     A state written with *another* configuration is not an error: it is kept aside as
     ``<name>.previous.pt`` (replacing an older one) and training starts over, with a warning."""
     import logging
@@ -93,7 +95,10 @@ def resume_state(path: str | os.PathLike, config: dict) -> dict[str, Any] | None
 
     path = Path(path)
     state = load_state(path)
-    if state is None or state.get("config") == config:
+    saved = None if state is None else state.get("config")
+    if saved is not None and defaults:
+        saved = {**{k: v for k, v in defaults.items() if k in config and k not in saved}, **saved}
+    if state is None or saved == config:
         return state
     aside = path.with_name(path.stem + ".previous.pt")
     os.replace(path, aside)
