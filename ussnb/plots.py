@@ -151,7 +151,9 @@ def bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str = "", title: 
     for i, s in enumerate(series):
         ax.bar(np.arange(len(groups)) + i * width, [values[g].get(s, np.nan) for g in groups], width, label=s)
     ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2)
-    ax.set_xticklabels(groups)
+    import textwrap
+
+    ax.set_xticklabels(["\n".join(textwrap.wrap(g.replace("_", " "), 16)) for g in groups], fontsize=9)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)

@@ -282,6 +282,6 @@ def train_sed(
     return model, history
 
 
-__all__ = ["HTSAT_SIZES", "SED_ARCHS", "SED_SIZES", "ClipCache", "SedTrainConfig", "build_sed_model", "evaluate_tagger",
+__all__ = ["COMPARISON_COLUMNS", "HTSAT_SIZES", "SED_ARCHS", "SED_SIZES", "ClipCache", "SedTrainConfig", "build_sed_model", "evaluate_tagger",
            "predict", "save_sed_model", "stage_train_config", "train_sed",
            "comparison_markdown", "trained_minutes"]

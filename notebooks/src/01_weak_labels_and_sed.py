@@ -38,7 +38,7 @@ from ussnb.runtime import configure_threads
 from ussnb import plots
 from ussnb.io import write_metrics, write_timing
 from ussnb.taggers.stage import build_run_tagger, save_stage_tagger
-from ussnb.sed_training import (ClipCache, build_sed_model, comparison_markdown, evaluate_tagger, predict,
+from ussnb.sed_training import (COMPARISON_COLUMNS, ClipCache, build_sed_model, comparison_markdown, evaluate_tagger, predict,
                                  stage_train_config, train_sed, trained_minutes)
 
 configure_threads()  # one thread set-up for the kit (ussnb.runtime): the pipeline's --threads, BLAS 1
@@ -118,7 +118,7 @@ if tagger in TRAINED_NAMES:
     minutes[tagger] = trained_minutes(stage, default=train_minutes)
 if len(compare) > 1:
     print(comparison_markdown(compare, minutes))
-    plots.bars({k: {name: m[k] for name, m in compare.items()} for k in scores},
+    plots.bars({COMPARISON_COLUMNS[k]: {name: m[k] for name, m in compare.items()} for k in COMPARISON_COLUMNS if k in scores},
                title=f"taggers trained on {ds.name}'s weak labels: test clips", path=stage / "figures" / "tagger_comparison.png");
 
 # %% [markdown]

@@ -68,6 +68,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU variants at 16 kHz with a 512-point STFT (257 bins → 256)
     "small": dict(channels=(16, 16, 32, 64, 128, 192, 192), n_fft=512, hop=160, sample_rate=16000),
     "tiny": dict(channels=(8, 8, 16, 32, 64), n_fft=512, hop=160, sample_rate=16000),
+    # tiny's widths on a 256-point STFT (129 bins → 128, hop 8 ms; 0.62× tiny's time-frequency pixels): the plain
+    # U-Net of the zs2021 preset. A training step of 16 × 2 s on 1 thread took 0.4-0.9× tiny's time on the shared
+    # 2-core machine (perf/separator_train_step.py, 2026-12-02)
+    "cpu": dict(channels=(8, 8, 16, 32, 64), n_fft=256, hop=128, sample_rate=16000),
 }
 
 # The reference's frozen STFT/iSTFT tensors: present in official checkpoints, absent (and unneeded) here.
