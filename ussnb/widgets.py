@@ -46,8 +46,9 @@ class Area:
         self.shown: list[Any] = []
 
     def clear(self) -> None:
+        """Forget what was shown; the area empties when the next output arrives (no flicker on a redraw)."""
         self.shown = []
-        self.out.clear_output()
+        self.out.clear_output(wait=True)
 
     def show(self, *objects: Any) -> None:
         import matplotlib.figure
