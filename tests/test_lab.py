@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -106,3 +109,12 @@ def test_server_binds_locally_without_port_fallback_or_token_on_the_command_line
     assert "--ServerApp.port_retries=0" in cmd and "--ServerApp.open_browser=False" in cmd
     assert f"--ServerApp.root_dir={tmp_path}" in cmd
     assert not any("token" in part.lower() for part in cmd)  # JUPYTER_TOKEN in the environment instead
+
+
+def test_widgets_extension_is_installed():
+    """ipywidgets >= 8 ships its JupyterLab extension (jupyterlab_widgets): the project's install is enough."""
+    proc = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True,
+                          timeout=120)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    line = next((ln for ln in text.splitlines() if "@jupyter-widgets/jupyterlab-manager" in ln), "")
+    assert "enabled" in line and "OK" in line, text

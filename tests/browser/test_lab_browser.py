@@ -211,14 +211,25 @@ DECODED = "root => Promise.all([...root.querySelectorAll('img')].map(i => i.deco
 
 def _shot(locator_or_page, name: str) -> Path:
     """A screenshot once every image in it is decoded (a figure caught half drawn tells nothing)."""
-    if hasattr(locator_or_page, "element_handle"):  # a Locator: the element is the function's argument
+    is_locator = hasattr(locator_or_page, "element_handle")  # a Locator: the element is the function's argument
+    page = locator_or_page.page if is_locator else locator_or_page
+    if is_locator:
+        locator_or_page.scroll_into_view_if_needed()
         locator_or_page.evaluate(DECODED)
     else:
-        locator_or_page.evaluate(f"({DECODED})(document)")
-        locator_or_page.wait_for_timeout(500)  # let the page settle after scrolling to the output
+        page.evaluate(f"({DECODED})(document)")
+    # a busy machine paints a large image in tiles, late: keep the first of two identical screenshots
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    locator_or_page.screenshot(path=str(path))
+    shots: list[bytes] = []
+    for _ in range(25):  # three identical screenshots in a row, 0.7 s apart (at most ~17 s)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        shot = locator_or_page.screenshot()
+        shots = (shots + [shot])[-3:]
+        if len(shots) == 3 and shots[0] == shots[1] == shots[2]:
+            break
+        page.wait_for_timeout(700)
+    path.write_bytes(shot)
     return path
 
 
@@ -235,14 +246,6 @@ def _image_sources(panel) -> list[str]:
 # ------------------------------------------------------------------------------------------ the test
 NOTEBOOKS = {"01": "01_weak_labels_and_sed.ipynb", "03": "03_query_conditions.ipynb",
              "05": "05_hierarchical_separation.ipynb", "06": "06_evaluation.ipynb"}
-
-
-def test_widgets_extension_is_installed():
-    proc = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True, text=True,
-                          timeout=120)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    line = next((ln for ln in text.splitlines() if "@jupyter-widgets/jupyterlab-manager" in ln), "")
-    assert "enabled" in line and "OK" in line, text
 
 
 def test_notebooks_in_jupyterlab_in_chromium(lab, browser):
