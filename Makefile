@@ -1,6 +1,7 @@
 # ussnb — two commands for a newcomer (see README.md):
 #   make demo   install everything (system + Python), prepare the offline starter set, run the cpu pipeline
-#   make test   run the test suite
+#   make test   run the test suite (the real-browser test too when Chromium is installed)
+#   make lab    JupyterLab on a finished run (RUN_DIR, default runs/cpu): its notebooks with widgets working
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 PRESET ?= cpu
@@ -15,7 +16,7 @@ ifeq ($(strip $(APT_PACKAGES)),)
 $(error no packages read from $(APT_LIST))
 endif
 
-.PHONY: demo test install install-system install-python doctor prepare pipeline notebooks clean-install
+.PHONY: demo test lab install install-system install-python doctor prepare pipeline notebooks clean-install
 
 demo: install doctor prepare pipeline
 
@@ -49,6 +50,9 @@ pipeline: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+lab: install
+	$(PYTHON) -m ussnb.cli lab $(RUN_DIR)
 
 notebooks:
 	$(PYTHON) tools/build_notebooks.py

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiny_starter import music, pairs, speech, tiny_starter  # noqa: F401  (session fixtures, see there)
+from tests.smoke import smoke_run  # noqa: F401  (the smoke pipeline run, once per session)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.smoke import _pipeline
 from ussnb.pipeline import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,20 +22,7 @@ def _keys(obj) -> set[str]:
     return set()
 
 
-def _pipeline(tmp_path, *extra):
-    env = os.environ | {"USSNB_DATA": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
-    run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "ussnb.cli", "pipeline", "--preset", "smoke", "--run-dir", str(run),
-                           *extra], capture_output=True, text=True, env=env, cwd=REPO, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return run, proc
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    return _pipeline(tmp_path_factory.mktemp("smoke"))
-
-
+# the smoke run itself (fixture smoke_run, once per session: the browser test opens it too) is tests/smoke.py
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end(smoke_run):
     run, proc = smoke_run

@@ -214,23 +214,15 @@ def run_pipeline(
     estimate from the stage's last recorded time, and the progress of its long loop (every ``status_interval``
     seconds; default 1 s on a terminal, 30 s otherwise).
     """
-    from .runtime import check_precision, device_env, resolve_device, resolve_threads, thread_env
+    from .runtime import check_precision, resolve_device, resolve_threads
 
     run_dir = Path(run_dir)
-    # notebooks run with their stage folder as working directory: pin the data root to an absolute path
-    # so a relative default (./data) still means the folder the pipeline was started from
-    from .paths import data_root
-
-    # ...and make the kernels import the very ussnb that runs the pipeline (not whatever is installed)
-    package_root = str(Path(__file__).resolve().parents[1])
     params = load_preset(preset) | dict(overrides or {})
     n_threads = resolve_threads(threads if threads is not None else params.get("threads"))
     device = str(device if device is not None else params.get("device") or "auto")
     resolve_device(device)  # a CUDA-less machine asked for cuda: refused before anything runs
     precision = check_precision(precision if precision is not None else params.get("precision"), device)
-    env = {"USSNB_DATA": str(data_root().resolve()),
-           "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
-           **thread_env(n_threads), **device_env(device, precision)}
+    env = kernel_env(n_threads, device, precision)
     previous = {k: os.environ.get(k) for k in (*env, "USSNB_PROGRESS_FILE")}
     os.environ.update(env)
     try:
@@ -242,6 +234,44 @@ def run_pipeline(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def kernel_env(threads: int, device: str | None = None, precision: str | None = None) -> dict[str, str]:
+    """Environment of the notebook kernels the kit starts (the pipeline's, and ``ussnb lab``'s JupyterLab):
+    the data root as an absolute path (kernels run in their notebook's folder, so a relative default
+    ``./data`` must still mean the folder the command was started from), the very ``ussnb`` that runs the
+    command first on ``PYTHONPATH`` (not whatever is installed), thread pools, device and precision."""
+    from .paths import data_root
+    from .runtime import device_env, thread_env
+
+    package_root = str(Path(__file__).resolve().parents[1])
+    return {"USSNB_DATA": str(data_root().resolve()),
+            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+            **thread_env(threads), **device_env(device, precision)}
+
+
+def run_parameters(run_dir: str | os.PathLike, notebooks_dir: str | os.PathLike | None = None
+                   ) -> tuple[list[Stage], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The stages, their parameters (:func:`resolve`) and the runner settings of a run the pipeline made,
+    from its ``config.yaml``: what each stage notebook received, resolved again against the current notebooks
+    (so a notebook's new parameter gets its default). Not a run → :class:`PipelineError` saying so."""
+    run_dir = Path(run_dir)
+    run = Run(run_dir)
+    if not run_dir.is_dir():
+        raise PipelineError(f"{run_dir}: no such folder (make a run with `ussnb pipeline --preset cpu "
+                            f"--run-dir {run_dir}`)")
+    if not run.config_path.is_file():
+        raise PipelineError(f"{run_dir} is not a pipeline run directory: it has no {run.config_path.name} "
+                            f"(make one with `ussnb pipeline --preset cpu --run-dir {run_dir}`)")
+    try:
+        config = yaml.safe_load(run.config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{run.config_path}: unreadable ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("parameters", {}), dict):
+        raise PipelineError(f"{run.config_path}: not a config written by `ussnb pipeline`")
+    stages = discover_stages(notebooks_dir)
+    params = config.get("parameters") or {}
+    return stages, resolve(stages, params, run_dir), dict(config.get("runner") or {})
 
 
 def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output,

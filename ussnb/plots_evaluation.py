@@ -43,7 +43,7 @@ def per_class_sdri(per_class: Mapping[str, Mapping[str, float | None]], *, title
     ax.set_xticklabels([n[:24] for n in names], rotation=70, ha="right", fontsize=8)
     ax.set_ylabel("SDRi (dB), per-class median")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, ncol=2, loc="best")  # "best": never over the IRM marker of a lone filtered class
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save(fig, path)

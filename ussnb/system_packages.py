@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LIST_FILE = Path(__file__).resolve().parent / "resources" / "apt-packages.txt"
-GROUPS = ("core", "starter")
+GROUPS = ("core", "starter", "browser")  # browser: only the real-browser test needs it
 
 
 @dataclass(frozen=True)
 class AptPackage:
     name: str
-    group: str   # "core" or "starter"
+    group: str   # "core", "starter" or "browser"
     marker: str  # a path the package ships, "bin:PROGRAM" or "lib:SONAME"
     purpose: str
 

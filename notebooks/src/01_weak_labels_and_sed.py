@@ -139,18 +139,10 @@ for n, i in enumerate(order):
 display(Audio(test_cache(int(order[0])), rate=ds.sample_rate))
 
 # %%
-if INTERACTIVE:
-    import ipywidgets as widgets
+if INTERACTIVE:  # pick a test clip: its log-mel, true events, frame probabilities and a player
+    from ussnb.widgets import ClipPicker
 
-    picker = widgets.Dropdown(options=[(c.clip_id, i) for i, c in enumerate(clips)], description="clip")
-
-    def show(i):
-        clip = clips[i]
-        probs = {m: pred["frames"][i][:, ds.label_index[m]].astype(np.float32) for m in clip.labels}
-        plots.weak_clip(test_cache(i), ds.sample_rate, clip.labels, events=truth.get(clip.clip_id),
-                        names=ds.label_names, frame_probs=probs)
-
-    widgets.interact(show, i=picker)
+    display(ClipPicker(ds, clips, pred["frames"], test_cache, truth))
 
 # %%
 metrics = {"tagger": tagger, "requested_tagger": requested, **{k: round(v, 4) for k, v in scores.items()},

@@ -119,15 +119,10 @@ print("query-by-example condition, top classes:", [(names[j], round(float(c[j]),
 np.save(stage / "query_by_example.npy", c)
 
 # %%
-if INTERACTIVE:
-    import ipywidgets as widgets
+if INTERACTIVE:  # pick a class: the classes whose class-average embeddings are closest to its own
+    from ussnb.widgets import SimilarClasses
 
-    def show(cls):
-        j = names.index(cls)
-        order = np.argsort(-similarity[j])[:8]
-        print("most similar classes:", [(names[o], round(float(similarity[j, o]), 3)) for o in order])
-
-    widgets.interact(show, cls=widgets.Dropdown(options=sorted(names), description="class"))
+    display(SimilarClasses(names, similarity))
 
 # %%
 metrics = {"condition_dims": {k: int(v.shape[1]) for k, v in kinds.items()},

@@ -219,37 +219,20 @@ plots_separation.query_figure(mixture, bundle.sample_rate, {chosen: target, "res
 
 # %% [markdown]
 # ## Pick classes yourself
-# Interactively: filter the labels, select one or more, and separate each from the clip. Under papermill
-# (`INTERACTIVE=False`) the detected classes of the deepest level are separated instead, as a static figure.
+# Interactively: filter the labels, select one or more (the classes detected at the deepest level are picked
+# to start with) and press "separate": each is separated from the clip with a progress bar, written to
+# `queries/<class>.wav` and shown as a player, then the spectrograms of all of them. With nothing selected the
+# filter's text is the query — a class name, MID or index (an unknown name is answered with the closest ones).
+# Under papermill (`INTERACTIVE=False`) the detected classes of the deepest level are separated instead, as a
+# static figure.
 
 # %%
 if INTERACTIVE:
-    import ipywidgets as widgets
+    from ussnb.widgets import SeparationPicker
 
-    options = sorted(bundle.names, key=str.lower)
-    box = widgets.Text(placeholder="filter labels, e.g. 'dog'", description="filter")
-    pick = widgets.SelectMultiple(options=options, rows=10, description="classes")
-    run = widgets.Button(description="separate", button_style="primary")
-    out = widgets.Output()
-
-    def on_filter(change):
-        text = change["new"].lower()
-        pick.options = [o for o in options if text in o.lower()] or options
-
-    def on_run(_):
-        with out:
-            out.clear_output()
-            results = {}
-            for name in pick.value:
-                results[name] = separate_to_disk(name)
-                print(name)
-                display(Audio(results[name], rate=bundle.sample_rate))
-            if results:
-                plots_separation.query_figure(mixture, bundle.sample_rate, results, title="picked classes")
-
-    box.observe(on_filter, names="value")
-    run.on_click(on_run)
-    display(widgets.VBox([box, pick, run, out]))
+    detected = [t[0] for t in deepest if t[0] in bundle.names][:3]
+    display(SeparationPicker(bundle, clip_path, stage / "queries", mixture, preselect=detected,
+                             segment_seconds=segment_seconds, overlap=overlap, view_seconds=VIEW))
 else:
     picked = [t[0] for t in deepest if t[0] in class_names][:3] or bundle.names[:2]
     results = {name: separate_to_disk(name) for name in picked}

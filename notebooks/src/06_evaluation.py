@@ -213,28 +213,7 @@ pd.DataFrame(table)
 # ## Explore: filter the per-class figure (interactive only)
 
 # %%
-if INTERACTIVE and results:
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
+if INTERACTIVE and results:  # pick a benchmark, filter its classes: the per-class figure and table
+    from ussnb.widgets import ClassFilter
 
-    name0 = next(iter(results))
-    pick = widgets.Dropdown(options=list(results), value=name0, description="benchmark")
-    text = widgets.Text(value="", description="filter", placeholder="part of a class name, e.g. drum")
-    out = widgets.Output()
-
-    def redraw(*_):
-        per = metrics_b[pick.value]["per_class"]
-        chosen = [c for c in per if text.value.lower() in c.lower()]
-        with out:
-            out.clear_output(wait=True)
-            if chosen:
-                PE.per_class_sdri(per, classes=chosen, title=f"{pick.value}: {len(chosen)} classes")
-                plt.show()
-                display(pd.DataFrame(per).T.loc[sorted(chosen)].round(2))
-            else:
-                print("no class matches")
-
-    pick.observe(redraw, "value")
-    text.observe(redraw, "value")
-    display(widgets.HBox([pick, text]), out)
-    redraw()
+    display(ClassFilter({name: metrics_b[name]["per_class"] for name in results}))

@@ -17,6 +17,7 @@ EPILOG = """examples:
   ussnb labels --text "a dog barking in the distance"   rank classes for a description
   ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
   ussnb pipeline --preset smoke --run-dir runs/smoke -p n_train=20
+  ussnb lab runs/cpu                    JupyterLab on that run: its executed notebooks + interactive copies
 
 environment: USSNB_DATA (where datasets go, default ./data), USSNB_AUDIOSET_META, USSNB_ESC50_DIR,
 USSNB_WEIGHTS_DIR — see README.md."""
@@ -182,6 +183,13 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_lab(args) -> int:
+    from ..lab import prepare_lab, serve
+
+    setup = prepare_lab(args.run_dir, notebooks_dir=args.notebooks, reset=args.reset)
+    return serve(setup, port=args.port, threads=args.threads, open_browser=args.open)
+
+
 def _cmd_separate(args) -> int:
     from .batch import run_separate
 
@@ -302,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
                                        "then mean, dB) beside the floor and the IRM, with the run's minutes.")
     p_cmp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (ussnb pipeline --run-dir)")
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_lab = sub.add_parser(
+        "lab", help="JupyterLab on the notebooks, with a finished run's outputs wired in",
+        description="Start JupyterLab on 127.0.0.1 with a token and print its URL. For a run directory: its "
+                    "executed notebooks (NN_stage/NN_stage.ipynb, outputs kept) and fresh copies in RUN_DIR/lab/ "
+                    "parameterised for the run (INTERACTIVE=True: the widgets work; they read the run's stage "
+                    "folders and write into RUN_DIR/lab/NN_stage/, never over the run's results). Without "
+                    "RUN_DIR: the repository's notebooks. Stop with Ctrl-C.")
+    p_lab.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run made by `ussnb pipeline` (e.g. runs/cpu)")
+    p_lab.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    p_lab.add_argument("--open", action="store_true", help="also open the URL in a web browser")
+    p_lab.add_argument("--reset", action="store_true", help="make the fresh copies in RUN_DIR/lab/ anew (default: "
+                                                            "a copy you edited is kept)")
+    p_lab.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
+    p_lab.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads per kernel (default: the run's, else the cores available)")
+    p_lab.set_defaults(func=_cmd_lab)
 
     p_doc = sub.add_parser("doctor", help="check that this machine can run the kit; print the commands that fix it",
                            description="Checks the Debian packages, Python dependencies, the torch build and thread "
