@@ -174,3 +174,10 @@ def test_two_arm_smoke_sweep_killed_after_the_first_arm_resumes(tmp_path):
     md = (out / S.TABLE_MD).read_text()
     assert "| none | 3.81 |" in md and "| energy matching | 5.57 |" in md
     assert (out / "07_ablations.ipynb").is_file() and (out / "figures" / "two-arms_starter_pairs.png").is_file()
+
+
+def test_overriding_the_varied_parameter_or_the_seeds_is_refused(tmp_path):
+    with pytest.raises(PipelineError, match="is what the sweep varies"):
+        S.run_sweep("table7", "smoke", tmp_path, overrides={"anchors.anchor_strategy": "sed"})
+    with pytest.raises(PipelineError, match="set by --seeds"):
+        S.run_sweep("table7", "smoke", tmp_path, overrides={"train.seed": 3})

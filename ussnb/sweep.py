@@ -305,6 +305,9 @@ def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, s
     clash = sorted(k for k in overrides for a in sweep.arms if k in a.overrides)
     if clash:
         raise PipelineError(f"-p {clash[0]} is what the sweep varies; it cannot be overridden")
+    seeded = sorted(set(overrides) & set(seed_overrides(0)))
+    if seeded:
+        raise PipelineError(f"-p {seeded[0]} is set by --seeds (seeds 0 … K-1 of every arm)")
     arms = plan_sweep(sweep, preset, out, seeds=seeds, overrides=overrides, notebooks_dir=notebooks_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"sweep": sweep.to_dict(), "preset": preset, "overrides": overrides, "seeds": seeds}
