@@ -243,7 +243,8 @@ def similarity_matrix(matrix: np.ndarray, names: Sequence[str], title: str = "",
 
 def sweep_bars(arms: Sequence[str], mean: Sequence[float | None], spread: Sequence[float | None], *,
                floor: float | None = None, ceiling: float | None = None, paper: Mapping[str, float] | None = None,
-               paper_label: str = "paper", ylabel: str = "SDRi (dB)", title: str = "", path=None):
+               paper_label: str = "paper", ours_label: str = "ours", ylabel: str = "SDRi (dB)", title: str = "",
+               path=None):
     """An ablation sweep: our mean per arm with ± spread bars and the x/2 floor / IRM ceiling lines (left), the
     paper's numbers of the same arms (right, when given; their own dataset, so their own axis)."""
     plt = pyplot()
@@ -263,7 +264,7 @@ def sweep_bars(arms: Sequence[str], mean: Sequence[float | None], spread: Sequen
     ax.set_xticks(x)
     ax.set_xticklabels(arms, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
-    ax.set_title("ours", fontsize=9)
+    ax.set_title(ours_label, fontsize=9)
     ax.legend(fontsize=7, loc="best")
     if has_paper:
         pax = axes[0, 1]

@@ -53,7 +53,7 @@ for folder in folders:
                      floor=sum(floors) / len(floors) if floors else None,
                      ceiling=sum(ceilings) / len(ceilings) if ceilings else None,
                      paper={a.label: a.paper[col] for a in sweep.arms if col and col in a.paper},
-                     paper_label=S.PAPER_COLUMNS.get(col, "paper"), ylabel=f"{S.METRICS[m][0]} (dB)",
+                     paper_label=S.PAPER_COLUMNS.get(col, "paper"), ours_label=f"ours: {S.METRICS[m][0]}",
                      title=f"{sweep.name}: {sweep.title} ({sweep.paper_table})",
                      path=folder / "figures" / f"{sweep.name}_{m}.png")
     print(sentence)
