@@ -265,9 +265,14 @@ def _stage_minutes(arm: Arm) -> float | None:
     return round(sum(own) / 60, 2)
 
 
-def _arm_key(arm: Arm, preset: str) -> str:
+def _arm_key(arm: Arm, preset: str, stages) -> str:
+    """What a finished arm was run with: preset, overrides, shared folders and the stage notebooks (an edited
+    notebook re-runs the arm, whose stages then skip or re-run by their markers)."""
+    from .pipeline import _file_hash
+
     return short_hash({"preset": preset, "overrides": arm.overrides,
-                       "shared": {k: str(v) for k, v in sorted(arm.shared.items())}}, 16)
+                       "shared": {k: str(v) for k, v in sorted(arm.shared.items())},
+                       "notebooks": {s.name: _file_hash(s.notebook) for s in stages}}, 16)
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
@@ -318,14 +323,15 @@ def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, s
             raise PipelineError(f"{out} holds sweep {old.get('sweep', {}).get('name')!r} with preset "
                                 f"{old.get('preset')!r}; use another --out for {sweep.name!r} / {preset!r}")
     atomic_write_text(previous, json.dumps(record, indent=1, default=str))
-    stage_names = [s.name for s in sweep_stages(discover_stages(notebooks_dir))]
+    stages = sweep_stages(discover_stages(notebooks_dir))
+    stage_names = [s.name for s in stages]
     n = len(arms)
     print(f"[sweep] {sweep.name} ({sweep.paper_table}: {sweep.parameter}): {len(sweep.arms)} arm(s) x {seeds} "
           f"seed(s) = {n} run(s) into {out}, preset {preset}; stages {' '.join(s[:2] for s in stage_names)}",
           flush=True)
     rows = []
     for arm in arms:
-        key = _arm_key(arm, preset)
+        key = _arm_key(arm, preset, stages)
         arm_file = arm.run_dir / ARM_FILE
         head = f"[sweep] arm {arm.index + 1}/{n} {sweep.parameter}={arm.spec.value} seed {arm.seed}"
         done = json.loads(arm_file.read_text()) if arm_file.is_file() else None
