@@ -181,3 +181,16 @@ def test_overriding_the_varied_parameter_or_the_seeds_is_refused(tmp_path):
         S.run_sweep("table7", "smoke", tmp_path, overrides={"anchors.anchor_strategy": "sed"})
     with pytest.raises(PipelineError, match="set by --seeds"):
         S.run_sweep("table7", "smoke", tmp_path, overrides={"train.seed": 3})
+
+
+def test_arms_that_trained_identical_separators_are_flagged():
+    rows = [{"arm": a, "seed": seed, "separator_sha": sha, "starter_pairs": {"value": 3.0 + seed}}
+            for a, shas in {"sed": ["s0", "s1"], "in": ["r0", "r1"], "out": ["r0", "r1"]}.items()
+            for seed, sha in enumerate(shas)]
+    assert S.identical_arms(rows) == [["in", "out"]]
+    rows[3]["separator_sha"] = "other"  # differ for one seed: trained differently
+    assert S.identical_arms(rows) == []
+    sw = _sweep(arms=[{"value": "sed"}, {"value": "in"}, {"value": "out"}], reference="sed")
+    table = S.build_table(sw, [r | {"separator_sha": "x"} for r in rows if r["arm"] != "sed"]
+                          + [r for r in rows if r["arm"] == "sed"])
+    assert table["identical_arms"] == [["in", "out"]] and "byte-identical separators" in table["sentence"]

@@ -287,7 +287,28 @@ def arm_row(arm: Arm, sweep: Sweep) -> dict:
     first = row.get(sweep.metrics[0]) or {}
     row["floor"], row["ceiling"] = first.get("floor"), first.get("ceiling")
     row["minutes"] = _stage_minutes(arm)
+    separator = Path(arm.shared.get("training", arm.run_dir / "04_training")) / "separator.pt"
+    row["separator_sha"] = _sha(separator) if separator.is_file() else None
     return row
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def identical_arms(rows: Sequence[Mapping]) -> list[list[str]]:
+    """Groups of arms whose separators are byte-identical for every seed: their parameter did not change what
+    was trained (so their difference is not an ablation result). Labels in the rows' order."""
+    by_arm: dict[str, dict] = {}
+    for r in rows:
+        by_arm.setdefault(r["arm"], {})[r["seed"]] = r.get("separator_sha")
+    groups: dict[tuple, list[str]] = {}
+    for arm, shas in by_arm.items():
+        if all(shas.values()):
+            groups.setdefault(tuple(sorted(shas.items())), []).append(arm)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _arm_line(row: Mapping, sweep: Sweep) -> str:
@@ -514,6 +535,12 @@ def ordering_sentence(sweep: Sweep, summary: Sequence[Mapping], metric: str | No
     return f"{sweep.paper_table}: the paper's ordering{paper_txt} {verdict}; ours ({what}): {ours}."
 
 
+def identical_note(groups: Sequence[Sequence[str]]) -> str:
+    """The warning of :func:`identical_arms` ('' when every arm trained its own separator)."""
+    return " ".join(f"Arms {' and '.join(g)} trained byte-identical separators for every seed: the parameter "
+                    "did not change training here, so their difference is no evidence either way." for g in groups)
+
+
 def _pm(entry: Mapping | None) -> str:
     if not entry or entry.get("mean") is None:
         return "n/a"
@@ -571,7 +598,9 @@ def build_table(sweep: Sweep, rows: Sequence[Mapping], *, preset: str = "", seed
     return {"sweep": sweep.to_dict(), "preset": preset, "seeds": seeds, "overrides": dict(overrides or {}),
             "metric": metric, "rows": list(rows), "summary": summary,
             "verdicts": ordering_verdicts(sweep, summary, metric),
-            "sentence": ordering_sentence(sweep, summary, metric),
+            "sentence": " ".join(filter(None, [ordering_sentence(sweep, summary, metric),
+                                               identical_note(identical_arms(rows))])),
+            "identical_arms": identical_arms(rows),
             "total_stage_minutes": round(sum(r.get("minutes") or 0 for r in rows), 2)}
 
 

@@ -41,7 +41,8 @@ for folder in folders:
     sweep, table = S.load_table(folder)
     m = metric or table["metric"]
     summary = table["summary"]
-    sentence = S.ordering_sentence(sweep, summary, m)  # from the data (ussnb.sweep, unit-tested)
+    sentence = " ".join(filter(None, [S.ordering_sentence(sweep, summary, m),  # from the data (ussnb.sweep)
+                                      S.identical_note(S.identical_arms(table["rows"]))]))
     sentences[sweep.name] = sentence
     display(Markdown(S.table_markdown(sweep, summary, preset=table["preset"], seeds=table["seeds"],
                                       sentence=sentence)))
