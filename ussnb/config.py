@@ -141,6 +141,13 @@ class EvalSection:
     benchmark_seed: int = _p(0, "seed of every benchmark recipe (same seed -> identical benchmarks and metrics)")
 
 
+@dataclass
+class AblationsSection:
+    """notebooks/07_ablations: the finished sweeps beside the paper's tables (run by ``ussnb sweep``; not a
+    pipeline stage)."""
+    metric: str = _p("", "metric of the bar chart and the sentence (empty: the sweep's first, e.g. starter_pairs)")
+
+
 # section name -> (dataclass, key of the stage in ussnb.run.STAGES)
 SECTIONS: dict[str, tuple[type, str]] = {
     "data": (DataSection, "data"),
@@ -152,13 +159,21 @@ SECTIONS: dict[str, tuple[type, str]] = {
     "eval": (EvalSection, "evaluation"),
 }
 STAGE_SECTION: dict[str, str] = {stage: name for name, (_, stage) in SECTIONS.items()}
+# sections of notebooks that are not pipeline stages (their own command runs them; presets cannot set them)
+COMMAND_SECTIONS: dict[str, type] = {"ablations": AblationsSection}  # 07_ablations: `ussnb sweep`
+
+
+def _section_class(section: str) -> type:
+    if section in SECTIONS:
+        return SECTIONS[section][0]
+    if section in COMMAND_SECTIONS:
+        return COMMAND_SECTIONS[section]
+    raise ConfigError(f"unknown config section {section!r}; sections: {', '.join([*SECTIONS, *COMMAND_SECTIONS])}")
 
 
 def section_fields(section: str) -> dict[str, Any]:
     """``{name: dataclasses.Field}`` of one section (unknown section → ValueError listing them)."""
-    if section not in SECTIONS:
-        raise ConfigError(f"unknown config section {section!r}; sections: {', '.join(SECTIONS)}")
-    return {f.name: f for f in fields(SECTIONS[section][0])}
+    return {f.name: f for f in fields(_section_class(section))}
 
 
 def defaults(section: str) -> dict[str, Any]:
@@ -184,5 +199,5 @@ def parameter_lines(section: str) -> list[str]:
 
 def from_namespace(section: str, namespace: Mapping[str, Any]) -> Any:
     """The section's dataclass from a notebook's globals (after papermill injected its parameters)."""
-    cls = SECTIONS[section][0]
+    cls = _section_class(section)
     return cls(**{k: namespace[k] for k in section_fields(section) if k in namespace})

@@ -7,9 +7,15 @@ Parameter names are validated against the notebooks before anything runs; the fu
 to ``runs/cpu/config.yaml``. A finished stage leaves a ``.done`` marker holding the hash of its parameters, so
 re-running skips it (nothing is lost on interruption) unless its parameters changed or ``force`` is given.
 A failed stage keeps its executed notebook and stops the run with a message naming it.
+
+``stage_dirs`` takes upstream stage folders from another run (``{"data": "runs/a/00_data", ...}``): such a
+stage is never run here — it must be done there with the very parameters this run gives it — and the stages
+run after it record its ``.done`` digest in their ``.upstream.json``, so they re-run when it is redone.
+``ussnb sweep`` shares unchanged upstream stages between its arms this way (:mod:`ussnb.sweep`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -34,6 +40,7 @@ RESERVED = {"stage_dir", "run_dir", "INTERACTIVE"} | {f"{key}_dir" for _, key in
 # settings of the runner itself (not notebook parameters): preset keys or ``ussnb pipeline`` options
 RUNNER_SETTINGS = {"threads", "device", "precision"}
 PROGRESS_FILE = ".progress.json"
+UPSTREAM_FILE = ".upstream.json"  # digests of the shared upstream stages a stage was run on (stage_dirs)
 
 
 @dataclass
@@ -149,8 +156,10 @@ def _targets(key: str, stages: list[Stage]) -> list[Stage]:
     return [s for s in stages if name in s.parameters]
 
 
-def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per stage the parameters it will receive. Unknown names → :class:`PipelineError` listing them."""
+def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path,
+            stage_dirs: Mapping[str, str | os.PathLike] | None = None) -> dict[str, dict[str, Any]]:
+    """Per stage the parameters it will receive. Unknown names → :class:`PipelineError` listing them.
+    ``stage_dirs``: stage folders taken from elsewhere (keys: stage keys), see :func:`run_pipeline`."""
     declared = set().union(*(s.parameters for s in stages))
     bad_sections = sorted({k.rpartition(".")[0] for k in params if "." in k} - set(SECTIONS))
     if bad_sections:
@@ -165,7 +174,7 @@ def resolve(stages: list[Stage], params: Mapping[str, Any], run_dir: Path) -> di
     if reserved:
         raise PipelineError(f"parameter(s) {reserved} are set by the pipeline itself")
     resolved = {}
-    run = Run(run_dir)
+    run = Run(run_dir, stage_dirs)
     for stage in stages:
         values: dict[str, Any] = {}
         for name, key in STAGES:
@@ -190,6 +199,26 @@ def _hash(values: Mapping[str, Any]) -> str:
     return short_hash(values, 16)
 
 
+def shared_stage_keys(stage_dirs: Mapping[str, str | os.PathLike] | None) -> dict[str, Path]:
+    """``stage_dirs`` with stage names (``00_data``) or keys (``data``) → ``{key: folder}``."""
+    from .run import STAGE_NAMES
+
+    out = {}
+    by_name = {name: key for key, name in STAGE_NAMES.items()}
+    for k, v in (stage_dirs or {}).items():
+        key = by_name.get(k, k)
+        if key not in STAGE_NAMES:
+            raise PipelineError(f"stage_dirs: unknown stage {k!r}; stages: {', '.join(STAGE_NAMES)}")
+        out[key] = Path(v)
+    return out
+
+
+def stage_digest(stage: Stage, values: Mapping[str, Any], precision: str = "fp32") -> str:
+    """What a stage's ``.done`` marker holds: the hash of its parameters, its notebook and a non-fp32 precision."""
+    return _hash(dict(values) | {"notebook": _file_hash(stage.notebook)}
+                 | ({"precision": precision} if precision != "fp32" else {}))
+
+
 def run_pipeline(
     preset: str = "cpu",
     run_dir: str | os.PathLike = "runs/cpu",
@@ -204,8 +233,12 @@ def run_pipeline(
     status_interval: float | None = None,
     device: str | None = None,
     precision: str | None = None,
+    stage_dirs: Mapping[str, str | os.PathLike] | None = None,
 ) -> Path:
     """Execute the stage notebooks in order; returns the run directory.
+
+    ``stage_dirs``: upstream stage folders of another run to use instead of running those stages here (keys:
+    stage keys or names); each must be done with the parameters this run gives it, else :class:`PipelineError`.
 
     ``threads``: torch threads of every notebook kernel (default: the preset's ``threads``, else the cores
     available; :mod:`ussnb.runtime`). ``device`` / ``precision`` (default: the preset's ``device`` /
@@ -222,12 +255,19 @@ def run_pipeline(
     device = str(device if device is not None else params.get("device") or "auto")
     resolve_device(device)  # a CUDA-less machine asked for cuda: refused before anything runs
     precision = check_precision(precision if precision is not None else params.get("precision"), device)
+    with kernel_environment(n_threads, device, precision):
+        return _run(preset, params, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output,
+                    n_threads, status_interval, precision, shared_stage_keys(stage_dirs))
+
+
+@contextlib.contextmanager
+def kernel_environment(n_threads: int, device: str | None = "auto", precision: str | None = "fp32"):
+    """:func:`kernel_env` set in ``os.environ`` while the block runs (restored after)."""
     env = kernel_env(n_threads, device, precision)
     previous = {k: os.environ.get(k) for k in (*env, "USSNB_PROGRESS_FILE")}
     os.environ.update(env)
     try:
-        return _run(preset, params, run_dir, overrides, stages, notebooks_dir, force, kernel_name, log_output,
-                    n_threads, status_interval, precision)
+        yield env
     finally:
         for key, value in previous.items():
             if value is None:
@@ -274,8 +314,29 @@ def run_parameters(run_dir: str | os.PathLike, notebooks_dir: str | os.PathLike 
     return stages, resolve(stages, params, run_dir), dict(config.get("runner") or {})
 
 
+def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: Mapping[str, Any], *,
+                     cwd: str | os.PathLike, threads: int | None = None, kernel_name: str = "python3",
+                     log_output: bool = False) -> Path:
+    """Run one notebook outside the stage sequence (e.g. ``07_ablations`` by ``ussnb sweep``) with the kernels'
+    environment of :func:`run_pipeline`; a failing cell → :class:`PipelineError` naming the kept notebook."""
+    import papermill as pm
+
+    from .runtime import resolve_threads
+
+    output = Path(output)
+    with kernel_environment(resolve_threads(threads)):
+        try:
+            pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters), kernel_name=kernel_name,
+                                cwd=str(cwd), progress_bar=False, log_output=log_output,
+                                kernel_manager_class=_ipc_kernel_manager())
+        except pm.PapermillExecutionError as exc:
+            raise PipelineError(f"{Path(notebook).name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                                f"The executed notebook (with the error) is kept at {output}") from None
+    return output
+
+
 def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force, kernel_name, log_output,
-         n_threads, status_interval, precision: str = "fp32") -> Path:
+         n_threads, status_interval, precision: str = "fp32", shared: Mapping[str, Path] | None = None) -> Path:
     import papermill as pm
 
     from .io import atomic_write_text
@@ -284,25 +345,38 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
     all_stages = discover_stages(notebooks_dir)
     chosen = select_stages(all_stages, stages)
     notebook_params = {k: v for k, v in params.items() if k not in RUNNER_SETTINGS}
-    resolved = resolve(all_stages, notebook_params, run_dir)  # validate against every notebook, run only the chosen
+    shared = dict(shared or {})
+    resolved = resolve(all_stages, notebook_params, run_dir, shared)  # validate against every notebook, run only the chosen
     check_types(all_stages, notebook_params)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(run_dir)
     config = {"preset": preset, "overrides": dict(overrides or {}), "parameters": notebook_params,
               "runner": {"threads": n_threads, "device": os.environ.get("USSNB_DEVICE"), "precision": precision}, "stages": {name: values for name, values in resolved.items()}}
+    if shared:
+        config["shared_stages"] = {key: str(path.resolve()) for key, path in shared.items()}
     atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False))
     print(f"[ussnb] preset {preset}: {len(chosen)} stage(s) into {run_dir}, {n_threads} torch thread(s) per kernel",
           flush=True)
 
     timings = _read_timings(run)
     upstream_ran = False  # once a stage re-runs, every later stage must too (its inputs changed)
+    upstream: dict[str, str] = {}  # digests of the shared (external) stages read so far
     for stage in chosen:
         values = resolved[stage.name]
         stage_dir = Path(values["stage_dir"])
-        marker = run.done_marker(stage.name)
-        digest = _hash(values | {"notebook": _file_hash(stage.notebook)}
-                       | ({"precision": precision} if precision != "fp32" else {}))
-        if not force and not upstream_ran and marker.is_file() and marker.read_text().strip() == digest:
+        marker = Run(run_dir, shared).done_marker(stage.name)
+        digest = stage_digest(stage, values, precision)
+        upstream_file = stage_dir / UPSTREAM_FILE
+        if stage.key in shared:
+            if not marker.is_file() or marker.read_text().strip() != digest:
+                raise PipelineError(f"shared stage {stage.name} ({stage_dir}) is not done with the parameters this "
+                                    "run gives it: run it in its own run first (it is never run from here)")
+            upstream[stage.key] = digest
+            print(f"[ussnb] {stage.name}: shared from {stage_dir}, done with the same parameters")
+            continue
+        same_upstream = _read_json(upstream_file) == upstream if upstream else True
+        if (not force and not upstream_ran and marker.is_file() and marker.read_text().strip() == digest
+                and same_upstream):
             log.info("stage %s already done with these parameters; skipping", stage.name)
             print(f"[ussnb] {stage.name}: done before with the same parameters, skipped")
             continue
@@ -333,6 +407,10 @@ def _run(preset, params, run_dir: Path, overrides, stages, notebooks_dir, force,
         elapsed = time.time() - start
         if not (stage_dir / "metrics.json").is_file():
             raise PipelineError(f"stage {stage.name} finished but wrote no metrics.json in {stage_dir}")
+        if upstream:
+            atomic_write_text(upstream_file, json.dumps(upstream, indent=1, sort_keys=True))
+        elif upstream_file.exists():
+            upstream_file.unlink()
         marker.write_text(digest)
         upstream_ran = True
         timings[stage.name] = round(elapsed, 1)
@@ -411,6 +489,13 @@ def _ipc_kernel_manager():
 
 def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _read_timings(run: Run) -> dict:

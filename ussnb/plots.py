@@ -241,3 +241,41 @@ def similarity_matrix(matrix: np.ndarray, names: Sequence[str], title: str = "",
     ax.set_title(title)
     fig.tight_layout()
     return save(fig, path)
+
+
+def sweep_bars(arms: Sequence[str], mean: Sequence[float | None], spread: Sequence[float | None], *,
+               floor: float | None = None, ceiling: float | None = None, paper: Mapping[str, float] | None = None,
+               paper_label: str = "paper", ours_label: str = "ours", ylabel: str = "SDRi (dB)", title: str = "",
+               path=None):
+    """An ablation sweep: our mean per arm with ± spread bars and the x/2 floor / IRM ceiling lines (left), the
+    paper's numbers of the same arms (right, when given; their own dataset, so their own axis)."""
+    plt = pyplot()
+    n = len(arms)
+    has_paper = bool(paper) and any(a in paper for a in arms)
+    fig, axes = plt.subplots(1, 2 if has_paper else 1, figsize=(2.0 + 0.9 * n * (2 if has_paper else 1), 3.4),
+                             squeeze=False)
+    ax = axes[0, 0]
+    x = np.arange(n)
+    vals = np.array([np.nan if v is None else v for v in mean], dtype=float)
+    err = np.array([0.0 if s is None else s for s in spread], dtype=float)
+    ax.bar(x, vals, 0.6, yerr=err, capsize=4, color="tab:blue", label="ours (mean ± spread)")
+    if floor is not None:
+        ax.axhline(floor, color="0.4", ls="--", lw=1, label=f"floor x/2 {floor:.2f}")
+    if ceiling is not None:
+        ax.axhline(ceiling, color="tab:green", ls=":", lw=1.2, label=f"IRM ceiling {ceiling:.2f}")
+    ax.set_xticks(x)
+    ax.set_xticklabels(arms, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(ours_label, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    if has_paper:
+        pax = axes[0, 1]
+        pv = [paper.get(a, np.nan) for a in arms]
+        pax.bar(x, pv, 0.6, color="tab:orange")
+        pax.set_xticks(x)
+        pax.set_xticklabels(arms, rotation=20, ha="right", fontsize=8)
+        pax.set_title(paper_label, fontsize=9)
+        pax.set_ylabel(ylabel)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

@@ -18,6 +18,8 @@ EPILOG = """examples:
   ussnb pipeline --preset cpu --run-dir runs/cpu        run notebooks 00-06 headless
   ussnb pipeline --preset smoke --run-dir runs/smoke -p n_train=20
   ussnb lab runs/cpu                    JupyterLab on that run: its executed notebooks + interactive copies
+  ussnb sweep --list                    the paper's ablation tables the kit can regenerate
+  ussnb sweep table7 --preset sweep --out sweeps/table7 --seeds 2   one of them, 2 seeds per arm
 
 environment: USSNB_DATA (where datasets go, default ./data), USSNB_AUDIOSET_META, USSNB_ESC50_DIR,
 USSNB_WEIGHTS_DIR — see README.md."""
@@ -190,6 +192,22 @@ def _cmd_lab(args) -> int:
     return serve(setup, port=args.port, threads=args.threads, open_browser=args.open)
 
 
+def _cmd_sweep(args) -> int:
+    from ..pipeline import parse_overrides
+    from ..sweep import list_sweeps, run_sweep
+
+    if args.list:
+        print("\n".join(list_sweeps()))
+        return 0
+    if not args.name or not args.out:
+        raise ConfigError("ussnb sweep NAME --preset P --out DIR: give a sweep name (ussnb sweep --list) and --out")
+    table = run_sweep(args.name, args.preset, args.out, seeds=args.seeds, overrides=parse_overrides(args.param or []),
+                      threads=args.threads, device=args.device, precision=args.precision,
+                      notebooks_dir=args.notebooks, notebook=not args.no_notebook, log_output=args.verbose)
+    print(f"{len(table['rows'])} row(s); table: {Path(args.out) / 'table.md'}")
+    return 0
+
+
 def _cmd_separate(args) -> int:
     from .batch import run_separate
 
@@ -327,6 +345,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_lab.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch threads per kernel (default: the run's, else the cores available)")
     p_lab.set_defaults(func=_cmd_lab)
+    p_sweep = sub.add_parser(
+        "sweep", help="regenerate one of the paper's ablation tables (a pipeline run per arm and seed)",
+        description="Run a sweep (ussnb/sweeps/NAME.yaml or a YAML path): one pipeline run per arm and seed into "
+                    "OUT/arms/, sharing the unchanged upstream stages (stages 00-01 run once; an arm re-runs from "
+                    "the first stage its parameter touches; stage 05 is not run). Resumable: run the same command "
+                    "again after an interruption. Writes OUT/table.json, OUT/table.md and runs "
+                    "notebooks/07_ablations.ipynb into OUT (figures in OUT/figures).")
+    p_sweep.add_argument("name", nargs="?", help="table3 ... table9 (see --list) or a sweep YAML file")
+    p_sweep.add_argument("--list", action="store_true", help="list the sweeps with their paper tables")
+    p_sweep.add_argument("--preset", default="sweep", help="preset of every arm (default: sweep, ~5 min training "
+                                                         "per arm on 2 cores)")
+    p_sweep.add_argument("--out", help="output folder of the sweep")
+    p_sweep.add_argument("--seeds", type=int, default=1, metavar="K",
+                         help="repeat every arm with seeds 0..K-1 (train and mining seed): mean ± spread, "
+                              "differences below the spread marked within noise (default 1)")
+    p_sweep.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                         help="override a parameter of every arm (repeatable)")
+    p_sweep.add_argument("--no-notebook", action="store_true", help="do not run notebooks/07_ablations.ipynb")
+    p_sweep.add_argument("--notebooks", help="folder of the stage notebooks (default: the repository's)")
+    add_device_options(p_sweep)
+    p_sweep.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads per kernel")
+    p_sweep.set_defaults(func=_cmd_sweep)
 
     p_doc = sub.add_parser("doctor", help="check that this machine can run the kit; print the commands that fix it",
                            description="Checks the Debian packages, Python dependencies, the torch build and thread "
