@@ -184,7 +184,7 @@ def _cmd_separate(args) -> int:
     failures: list = []
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
-        text=args.text, top=args.top,
+        text=args.text, top=args.top, exclude=args.exclude, exclude_method=args.exclude_method,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
         output_rate=args.output_rate, output_format=args.format,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
@@ -206,12 +206,16 @@ SEPARATE_EPILOG = """examples:
   ussnb separate film.flac --example bark1.wav bark2.wav --checkpoint runs/cpu --out separated/
   ussnb separate street.wav --text "a dog barking in the distance" --top 3 --checkpoint runs/cpu --out separated/
   ussnb separate film.flac --levels 1 2 3 --threshold 0.2 --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --exclude "Dog" --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --query "Music" --exclude "Male speech, man speaking" bark.wav --checkpoint runs/cpu --out separated/
 
 outputs:
   --query / --example / --text: OUT/<input name>__<query slug>.wav (--text: slug text-<words of the text>),
       exactly one per input, with the input's sample rate and channels (--output-rate model: the model's rate,
       mono); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
       --format: wav = float32 (default), wav16 / wav24 = PCM, flac = 24-bit FLAC (files end in .flac).
+  --exclude: the query's slug + -minus-<excluded slugs> (alone: all-minus-<excluded slugs>), e.g.
+      OUT/street__all-minus-dog.wav; --residual then holds what was removed.
   --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
       2 s segment (silent where inactive; float32 at the model's rate), OUT/<input name>/summary.json.
   OUT/summary.json lists every input with its outputs and status (done, skipped, failed).
@@ -304,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SEPARATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p_sep.add_argument("inputs", nargs="+", metavar="IN", help="audio files and/or folders (every audio file in a "
                                                                "folder is processed)")
-    what = p_sep.add_mutually_exclusive_group(required=True)
+    what = p_sep.add_mutually_exclusive_group()  # one of them, or --exclude alone (checked by run_separate)
     what.add_argument("--query", metavar="TEXT", help="class to extract: display name (e.g. \"Dog\"), AudioSet MID "
                                                       "or class index; also a saved condition .npy/.npz")
     what.add_argument("--text", metavar="DESCRIPTION",
@@ -315,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "(query by example; needs a tagger-based model)")
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
+    p_sep.add_argument("--exclude", nargs="+", metavar="CLASS_OR_EXAMPLE",
+                       help="sounds to remove — class names / MIDs / indices or example audio files: alone, the "
+                            "mixture minus them; with --query / --text / --example, the target minus them")
+    p_sep.add_argument("--exclude-method", choices=["residual", "condition"], default=None,
+                       help="residual (default, measured better in perf/negative_queries.py): separate each excluded "
+                            "sound from the current estimate (or the mixture) and subtract it, one more pass per "
+                            "excluded sound; condition: one pass with the condition c_target − Σ c_excluded, "
+                            "clipped at 0 (alone: each chunk's own tagged condition minus the excluded)")
     p_sep.add_argument("--top", type=int, default=None, metavar="K",
                        help="--text: how many best-matching classes to mix (default 3)")
     p_sep.add_argument("--threshold", type=float, default=None,
