@@ -33,18 +33,25 @@ from pathlib import Path
 import numpy as np
 
 
-def find_pairs(folder: str | None, bundle) -> Path:
+def find_pairs(folder: str | None, bundle, data_root: str | None = None) -> Path:
+    """``--pairs``, else the first starter-pairs benchmark under the data root, else built there from the run's
+    starter set (the member of a combined dataset that is a starter set)."""
     from ussnb.data.testsets import prepare_starter_pairs
-    from ussnb.data.testsets.common import benchmarks_root
+    from ussnb.data.testsets.common import benchmarks_root, dataset_recipe
 
     if folder:
         return Path(folder)
-    found = sorted(benchmarks_root().glob("starter-pairs-*"))
+    found = sorted(benchmarks_root(data_root).glob("starter-pairs-*"))
     if found:
         return found[0]
     if bundle.run is None:
         raise SystemExit("no starter-pairs benchmark found: pass --pairs, or a run directory as --checkpoint")
-    return prepare_starter_pairs(bundle.run.dataset_root()).folder
+    root = Path(bundle.run.dataset_root())
+    info = root / "info.json"
+    members = [Path(m["path"]) for m in json.loads(info.read_text()).get("members", [])] if info.is_file() else []
+    starter = next((m for m in members if dataset_recipe(m).get("recipe") == "starter"), root)
+    print(f"building the starter-pairs benchmark from {starter} under {benchmarks_root(data_root)}", file=sys.stderr)
+    return prepare_starter_pairs(starter, root=data_root).folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True, help="a pipeline run directory (its tagger is needed)")
     ap.add_argument("--pairs", help="a starter-pairs benchmark folder (default: the first under USSNB_DATA)")
+    ap.add_argument("--data-root", help="where to look for / build the benchmark (default USSNB_DATA)")
     ap.add_argument("--per-class", type=int, default=4, help="mixtures per target class (default 4)")
     ap.add_argument("--seed", type=int, default=0, help="choice of the third source")
     ap.add_argument("--threads", type=int, default=2)
@@ -66,19 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(args.threads)
 
     bundle = SeparationBundle.load(args.checkpoint)
-    bench = Benchmark(find_pairs(args.pairs, bundle))
+    bench = Benchmark(find_pairs(args.pairs, bundle, args.data_root))
     sr = bundle.sample_rate
     items = bench.items
     tgt = resample(bench["target"], bench.sample_rate, sr)
     itf = resample(bench["interferer"], bench.sample_rate, sr)
     energy = lambda x: float(np.sum(np.asarray(x, np.float64) ** 2))  # noqa: E731
     rng = np.random.default_rng(args.seed)
+    counts = bundle.class_counts if bundle.class_counts is not None else np.ones(bundle.classes)
+    queryable = {m for m, n in zip(bundle.labels, counts) if n > 0}  # classes with a class-average condition
     known = set(bundle.labels)
     seen: dict[str, int] = {}
     chosen = []  # (item, third item)
     for i, it in enumerate(items):
         a, b = it["target_mid"], it.get("interferer_mid")
-        if a not in known or b not in known or seen.get(a, 0) >= args.per_class:
+        if a not in queryable or b not in queryable or seen.get(a, 0) >= args.per_class:
             continue
         others = [j for j, o in enumerate(items) if o["target_mid"] not in (a, b) and o["target_mid"] in known]
         if not others:
@@ -88,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if not chosen:
         raise SystemExit(f"no usable mixtures in {bench.folder} for this model's classes (items need target_mid and "
                          "interferer_mid among the model's labels)")
-    print(f"{len(chosen)} three-source mixtures ({len(seen)} target classes) from {bench.folder.name}; separator "
+    print(f"{len(chosen)} three-source mixtures ({len(seen)} target classes with class-average conditions; "
+          f"held-out classes have none) from {bench.folder.name}; separator "
           f"{bundle.source} ({bundle.model.registry_name}, {bundle.kind}, {sr} Hz)", flush=True)
 
     settings = dict(segment_seconds=2.0, overlap=0.25, batch_size=8, progress=False)
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
 
     print(f"\nSDRi (dB) against the reference, {len(chosen)} mixtures of 3 sources at 0 dB; excluded = B; "
-          f"mean ± 95 % CI | per-class median then mean ({wall:.0f} s)\n")
+          f"mean ± 95 % CI (per-class median, then mean over classes) ({wall:.0f} s)\n")
     print("| method | " + " | ".join(f"{u} (ref {'A + C' if u == 'alone' else 'A'})" for u in uses) + " |")
     print("|---|" + "---|" * len(uses))
     summary = {}
@@ -139,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             agg = class_aggregate(scores[u][r], classes)
             summary.setdefault(u, {})[r] = {"mean": agg["mean"], "ci95": agg["ci95"],
                                             "median_then_mean": agg["median_then_mean"]}
-            cells.append(f"{agg['mean']:6.2f} ± {agg['ci95']:.2f} | {agg['median_then_mean']:6.2f}")
+            cells.append(f"{agg['mean']:6.2f} ± {agg['ci95']:.2f} ({agg['median_then_mean']:.2f})")
         print(f"| {r} | " + " | ".join(cells) + " |")
     print("\n(alone: 'no exclusion' is the mixture itself, SDRi 0 by definition; 'residual from the mixture' = "
           "'residual' there)")

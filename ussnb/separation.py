@@ -7,6 +7,9 @@
 - :func:`resolve_query` — a class (name, MID or index → its class-average condition), example audio files
   (query by example through the tagger), a saved ``.npy`` / ``.npz`` condition, or a vector; every condition
   type mismatch is an error that names both types.
+- :func:`exclusion_query` / :func:`negative_query` — "everything except the dog" and "the music without the
+  voice": a query (or the whole mixture) minus excluded sounds, by a second separation subtracted chunk by chunk
+  (``residual``) or by condition arithmetic (``condition``), run inside the same chunk function.
 - :func:`separate` / :func:`separate_file` — chunked, batched, cross-faded overlap-add
   (:func:`ussnb.audio.stream_overlap_add`) streamed from disk to disk: memory does not grow with the input's
   length. Optionally the residual ("everything else") track.
