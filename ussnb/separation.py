@@ -629,8 +629,8 @@ def text_query(text: str, bundle: SeparationBundle, top: int = DEFAULT_TEXT_TOP)
 
 
 EXCLUDE_METHODS = ("residual", "condition")
-DEFAULT_EXCLUDE_METHOD = "residual"  # perf/negative_queries.py, 75 three-source starter mixtures: alone 4.65 dB
-# SDRi vs −0.47 (condition); query A minus B 7.46 vs 7.03; two-class query minus B 6.09 vs 5.96 (README)
+DEFAULT_EXCLUDE_METHOD = "residual"  # perf/negative_queries.py, 75 three-source starter mixtures, cpu run: alone
+# 4.77 dB SDRi vs 0.29 (condition); query A minus B 7.99 vs 7.43; two-class query minus B 6.83 vs 6.81 (README)
 
 
 def negative_query(target: Query | None, excluded: Sequence[Query], bundle: SeparationBundle,
