@@ -7,6 +7,9 @@
 - :func:`resolve_query` — a class (name, MID or index → its class-average condition), example audio files
   (query by example through the tagger), a saved ``.npy`` / ``.npz`` condition, or a vector; every condition
   type mismatch is an error that names both types.
+- :func:`exclusion_query` / :func:`negative_query` — "everything except the dog" and "the music without the
+  voice": a query (or the whole mixture) minus excluded sounds, by a second separation subtracted chunk by chunk
+  (``residual``) or by condition arithmetic (``condition``), run inside the same chunk function.
 - :func:`separate` / :func:`separate_file` — chunked, batched, cross-faded overlap-add
   (:func:`ussnb.audio.stream_overlap_add`) streamed from disk to disk: memory does not grow with the input's
   length. Optionally the residual ("everything else") track.
@@ -491,7 +494,10 @@ def resolve_query(query: Any, bundle: SeparationBundle) -> Query:
         CheckpointError: the condition does not fit the model (type / size), naming both.
     """
     if isinstance(query, Query):
-        _check_vector(query.vector, bundle, what=query.label)
+        if query.vector is not None or query.source != "negative":
+            _check_vector(query.vector, bundle, what=query.label)
+        for v in query.detail.get("excluded_vectors", []) if query.source == "negative" else []:
+            _check_vector(np.asarray(v, np.float32), bundle, what=query.label)
         return query
     if isinstance(query, torch.Tensor):
         query = query.detach().cpu().numpy()
@@ -622,6 +628,93 @@ def text_query(text: str, bundle: SeparationBundle, top: int = DEFAULT_TEXT_TOP)
     return Query(vec, "text", f"text: {text}", slug, detail)
 
 
+EXCLUDE_METHODS = ("residual", "condition")
+DEFAULT_EXCLUDE_METHOD = "residual"  # perf/negative_queries.py, 75 three-source starter mixtures, cpu run: alone
+# 4.77 dB SDRi vs 0.29 (condition); query A minus B 7.99 vs 7.43; two-class query minus B 6.83 vs 6.81 (README)
+
+
+def negative_query(target: Query | None, excluded: Sequence[Query], bundle: SeparationBundle,
+                   method: str = DEFAULT_EXCLUDE_METHOD) -> Query:
+    """A query that removes the ``excluded`` sounds from ``target`` (a resolved query), or from the whole
+    mixture when ``target`` is None ("everything except the dog").
+
+    Two methods (``method``):
+
+    * ``residual`` (default): a second separation. The excluded sound is separated from the current estimate
+      (the target estimate, or the mixture itself when there is no target) with the excluded condition, and
+      subtracted: ``ŷ ← ŷ − f(ŷ, c_e)`` for every excluded ``c_e`` in turn. Alone this is exactly
+      ``mixture − f(mixture, c_e)``. Costs one more forward pass per excluded sound.
+    * ``condition``: condition arithmetic, one forward pass. ``c = c_t − Σ_e c_e``, clipped at 0 when all the
+      conditions are non-negative (class probabilities, one-hot vectors, ReLU embeddings: a negative
+      "probability" was never seen in training), then — for conditions that are not class-probability vectors
+      (embeddings, learnable kinds) — rescaled to the target's L2 norm (an embedding's scale follows loudness,
+      the separator was trained on real embeddings' norms). Class-probability vectors are not rescaled: their
+      entries are absolute probabilities. Without a target, ``c_t`` is each chunk's own condition (the tagger /
+      query net on the chunk, as hierarchical separation's segment conditions), so this needs the run's tagger.
+
+    Which is better was measured on 3-source starter mixtures (``perf/negative_queries.py``); the default is the
+    winner. Returns a :class:`Query` with ``source="negative"``; its ``vector`` is the condition of the one
+    forward pass (the target's for ``residual``, the arithmetic's for ``condition``) or None (no target,
+    per-chunk conditions); ``detail`` records the target, the excluded labels and the method."""
+    if method not in EXCLUDE_METHODS:
+        raise ConfigError(f"--exclude-method must be one of {', '.join(EXCLUDE_METHODS)}, got {method!r}")
+    excluded = list(excluded)
+    if not excluded:
+        raise ConfigError("--exclude needs at least one class or example file")
+    for e in excluded:
+        _check_vector(e.vector, bundle, what=e.label)
+    if target is None and method == "condition":
+        bundle.tagger  # noqa: B018 — the per-chunk conditions need it: loads it, or says this checkpoint has none
+    vec = None
+    if target is not None:
+        vec = target.vector if method == "residual" else subtract_conditions(target.vector, [e.vector for e in excluded],
+                                                                                 class_probabilities=_class_dim(bundle))
+    minus = "-minus-" + "-".join(slugify(e.slug, 24) for e in excluded)
+    slug = (target.slug if target is not None else "all") + minus
+    label = (target.label if target is not None else "everything") + " except " + ", ".join(e.label for e in excluded)
+    detail = {"target": None if target is None else {"label": target.label, "source": target.source, **target.detail},
+              "exclude": [{"label": e.label, "source": e.source, **e.detail} for e in excluded],
+              "exclude_method": method, "excluded_vectors": [e.vector for e in excluded]}
+    if target is not None and target.source == "text":
+        detail["condition"] = target.detail.get("condition")
+    return Query(vec, "negative", label, slug[:120], detail)
+
+
+def exclusion_query(query, exclude: Sequence[Any], bundle: SeparationBundle,
+                    method: str = DEFAULT_EXCLUDE_METHOD) -> Query:
+    """``query`` (anything :func:`resolve_query` takes, or None = the whole mixture) without the sounds of
+    ``exclude`` (each a class name / MID / index, an example audio file or a saved condition) — see
+    :func:`negative_query`."""
+    if isinstance(exclude, (str, int, os.PathLike)):
+        exclude = [exclude]
+    target = None if query is None else resolve_query(query, bundle)
+    if target is not None and target.source == "negative":
+        raise ConfigError("the query already has exclusions; give all of them in one exclude list")
+    return negative_query(target, [resolve_query(e, bundle) for e in exclude], bundle, method)
+
+
+def _class_dim(bundle: SeparationBundle) -> bool:
+    """Whether the model's conditions are class-probability vectors (soft / onehot over its own classes)."""
+    return bundle.kind in HIERARCHY_KINDS and bundle.condition_size == bundle.classes
+
+
+def subtract_conditions(target: np.ndarray, excluded: Sequence[np.ndarray], *,
+                        class_probabilities: bool) -> np.ndarray:
+    """Condition arithmetic of :func:`negative_query` on ``(C,)`` or ``(batch, C)`` targets:
+    ``c_t − Σ c_e``, clipped at 0 when every input is non-negative, and (not ``class_probabilities``) rescaled
+    to the target's L2 norm (a zero difference stays zero)."""
+    t = np.asarray(target, np.float64)
+    e = np.sum([np.asarray(x, np.float64) for x in excluded], axis=0)
+    d = t - e
+    if t.min() >= 0 and e.min() >= 0:
+        d = np.maximum(d, 0.0)
+    if not class_probabilities:
+        tn = np.linalg.norm(t, axis=-1, keepdims=True)
+        dn = np.linalg.norm(d, axis=-1, keepdims=True)
+        d = np.where(dn > 1e-12, d * tn / np.maximum(dn, 1e-12), 0.0)
+    return d.astype(np.float32)
+
+
 def _example_query(files: list[Path], bundle: SeparationBundle) -> Query:
     from .queries import query_by_example
 
@@ -712,14 +805,37 @@ def _check_vector(vec: np.ndarray, bundle: SeparationBundle, *, what: str, given
 
 
 # ============================================================================================== separation
-def _query_fn(bundle: SeparationBundle, vec: np.ndarray, residual: bool):
-    cond = np.asarray(vec, np.float32)[None]
+def _query_fn(bundle: SeparationBundle, q: Query, residual: bool):
+    """The chunk function of a resolved query: ``(batch, segment)`` chunks → estimates (and residuals).
+    A :func:`negative_query` adds its second separations (``residual``) or per-chunk conditions (``condition``
+    without a target) here, so every exclusion runs through :func:`~ussnb.inference.forward_chunks` too."""
+    cond = None if q.vector is None else np.asarray(q.vector, np.float32)[None]
+    negative = q.detail.get("exclude_method") if q.source == "negative" else None
+    excluded = [np.asarray(v, np.float32)[None] for v in q.detail.get("excluded_vectors", [])] if negative else []
 
     def fn(chunks: np.ndarray, starts: list[int]) -> np.ndarray:
-        y = forward_chunks(bundle.model, chunks, np.repeat(cond, len(chunks), axis=0))
+        n = len(chunks)
+        if cond is not None:
+            y = forward_chunks(bundle.model, chunks, np.repeat(cond, n, axis=0))
+        elif negative == "condition":  # everything except: each chunk's own condition minus the excluded
+            y = forward_chunks(bundle.model, chunks, _chunk_negative_conditions(bundle, chunks, excluded))
+        else:
+            y = chunks
+        if negative == "residual":
+            for c in excluded:
+                y = y - forward_chunks(bundle.model, y, np.repeat(c, n, axis=0))
         return np.stack([y, chunks - y]) if residual else y
 
     return fn
+
+
+def _chunk_negative_conditions(bundle: SeparationBundle, chunks: np.ndarray, excluded: Sequence[np.ndarray]):
+    """``(batch, segment)`` chunks at the model's rate → their own conditions (:func:`segment_tags` at the
+    tagger's rate) minus the excluded ones (:func:`subtract_conditions`)."""
+    tsr = int(bundle.tagger.sample_rate)
+    x = chunks if tsr == bundle.sample_rate else resample_array(chunks, bundle.sample_rate, tsr)
+    _, own = segment_tags(bundle, x)
+    return subtract_conditions(own, [e[0] for e in excluded], class_probabilities=_class_dim(bundle))
 
 
 def _input_blocks(wave_or_path, bundle: SeparationBundle, *, sr: int | None, resample: bool, block_seconds: float):
@@ -757,9 +873,12 @@ def separate(
     resample: bool = False,
     sr: int | None = None,
     block_seconds: float = 30.0,
+    exclude: Sequence[Any] | None = None,
+    exclude_method: str = DEFAULT_EXCLUDE_METHOD,
 ):
     """Separate ``query`` from a waveform or an audio file (in memory; see :func:`separate_file` for disk to
-    disk).
+    disk). With ``exclude`` the excluded sounds are removed from the query's estimate, or from the mixture
+    when ``query`` is None (:func:`exclusion_query`, ``exclude_method`` residual | condition).
 
     Args:
         wave_or_path: ``(samples,)`` / ``(channels, samples)`` array at ``sr`` (default: the model's rate), or a
@@ -773,10 +892,10 @@ def separate(
         (``residual = mixture − target``).
     """
     check_settings(segment_seconds=segment_seconds, overlap=overlap, batch_size=batch_size)
-    q = resolve_query(query, bundle)
+    q = resolve_query(query, bundle) if not exclude else exclusion_query(query, exclude, bundle, exclude_method)
     blocks, total, _ = _input_blocks(wave_or_path, bundle, sr=sr, resample=resample, block_seconds=block_seconds)
     segment, hop = segment_hop(bundle.sample_rate, segment_seconds, overlap)
-    parts = list(stream_overlap_add(blocks, _query_fn(bundle, q.vector, residual), segment, hop, batch_size,
+    parts = list(stream_overlap_add(blocks, _query_fn(bundle, q, residual), segment, hop, batch_size,
                                     n_outputs=2 if residual else 1, progress=progress, total=total,
                                     desc=f"separating {q.label}"))
     if not parts:
@@ -881,7 +1000,7 @@ def separate_file(
     if residual_path is not None:
         writers.append(_WavWriter(Path(residual_path), rate, total, channels=channels, output_format=output_format))
     try:
-        estimates = stream_overlap_add(blocks, _query_fn(bundle, q.vector, residual_path is not None and not like_input),
+        estimates = stream_overlap_add(blocks, _query_fn(bundle, q, residual_path is not None and not like_input),
                                        segment, hop, batch_size, n_outputs=1 if like_input else len(writers),
                                        progress=progress, total=model_total,
                                        desc=f"{in_path.name}: {q.label}")
@@ -980,6 +1099,23 @@ def _like_input(estimates: Iterable[np.ndarray], path: Path, model_rate: int, ra
 
 
 # ============================================================================================== hierarchy
+def segment_tags(bundle: SeparationBundle, x: np.ndarray, *, with_conditions: bool = True):
+    """``(segments, samples)`` at the tagger's rate → the tagger's clip probabilities ``(segments, classes)`` and,
+    with ``with_conditions``, each segment's own condition of the model's kind ``(segments, C)`` (the tagger's
+    embedding for ``embedding``; the query net's output for the other tagger-based kinds; the probabilities
+    themselves for a class-probability model whose kind has no query net, ``onehot``), else None."""
+    out = bundle.tagger.tag(np.ascontiguousarray(x, np.float32), frames=False)
+    probs = out.clip.detach().cpu().float().numpy()
+    if not with_conditions:
+        return probs, None
+    if bundle.kind == "embedding":
+        return probs, out.embedding.detach().cpu().float().numpy()
+    if bundle.kind == "onehot":
+        return probs, probs
+    with torch.inference_mode():
+        return probs, bundle.query_net()(torch.from_numpy(np.ascontiguousarray(x, np.float32))).float().cpu().numpy()
+
+
 def tag_segments(
     path: str | os.PathLike,
     bundle: SeparationBundle,
@@ -1009,15 +1145,10 @@ def tag_segments(
 
     def flush():
         if pending:
-            x = np.stack(pending)
-            out = tagger.tag(x, frames=False)
-            probs.append(out.clip.detach().cpu().float().numpy())
+            p, c = segment_tags(bundle, np.stack(pending), with_conditions=with_conditions)
+            probs.append(p)
             if with_conditions:
-                if bundle.kind == "embedding":
-                    conds.append(out.embedding.detach().cpu().float().numpy())
-                else:
-                    with torch.inference_mode():
-                        conds.append(bundle.query_net()(torch.from_numpy(x)).float().cpu().numpy())
+                conds.append(c)
             bar.update(len(pending))
             pending.clear()
 

@@ -217,7 +217,7 @@ def _cmd_separate(args) -> int:
     failures: list = []
     summary, failed = run_separate(
         args.inputs, args.out, args.checkpoint, query=args.query, examples=args.example, levels=args.levels,
-        text=args.text, top=args.top,
+        text=args.text, top=args.top, exclude=args.exclude, exclude_method=args.exclude_method,
         threshold=args.threshold, residual=args.residual, resample=args.resample, force=args.force,
         output_rate=args.output_rate, output_format=args.format,
         segment_seconds=args.segment, overlap=args.overlap, batch_size=args.batch_size,
@@ -239,12 +239,16 @@ SEPARATE_EPILOG = """examples:
   ussnb separate film.flac --example bark1.wav bark2.wav --checkpoint runs/cpu --out separated/
   ussnb separate street.wav --text "a dog barking in the distance" --top 3 --checkpoint runs/cpu --out separated/
   ussnb separate film.flac --levels 1 2 3 --threshold 0.2 --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --exclude "Dog" --checkpoint runs/cpu --out separated/
+  ussnb separate street.wav --query "Music" --exclude "Male speech, man speaking" bark.wav --checkpoint runs/cpu --out separated/
 
 outputs:
   --query / --example / --text: OUT/<input name>__<query slug>.wav (--text: slug text-<words of the text>),
       exactly one per input, with the input's sample rate and channels (--output-rate model: the model's rate,
       mono); with --residual also OUT/<input name>__<query slug>__residual.wav (the mixture minus the target).
       --format: wav = float32 (default), wav16 / wav24 = PCM, flac = 24-bit FLAC (files end in .flac).
+  --exclude: the query's slug + -minus-<excluded slugs> (alone: all-minus-<excluded slugs>), e.g.
+      OUT/street__all-minus-dog.wav; --residual then holds what was removed.
   --levels: OUT/<input name>/level=<L>/<ontology node>.wav for every node of level L active in at least one
       2 s segment (silent where inactive; float32 at the model's rate), OUT/<input name>/summary.json.
   OUT/summary.json lists every input with its outputs and status (done, skipped, failed).
@@ -255,6 +259,33 @@ clicks at chunk borders), so memory does not grow with the input's length. Separ
 channels' mean at the model's rate (inputs at another rate are resampled to it; --no-resample: an error
 instead); by default the estimate is then resampled back and applied to each channel by a time-frequency mask
 (perf/stereo_output.py: better than separating each channel on its own)."""
+
+
+EXPORT_EPILOG = """examples:
+  ussnb export runs/cpu --format torchscript --out exported/ts
+  ussnb export runs/cpu/04_training/separator.pt --format onnx --out exported/onnx
+
+what cannot be exported, and why:
+  - shapes are fixed at export (--batch, --seconds): the trace bakes in the STFT frame count, the U-Net's time
+    padding and the output length; pad a short last batch with zeros.
+  - ONNX has no complex tensors and no inverse STFT, and the exporter refuses torch.stft with complex output:
+    the ONNX graph computes STFT and iSTFT as convolutions with fixed DFT kernels (the same transform).
+  - the query net is not exported to ONNX (the taggers' log-mel front ends call torch.stft with complex output
+    too); --format torchscript exports it as query_net.pt.
+  - fp32 only; ResUNet's oneDNN fused convolution (a CPU-only op) is traced as plain convolutions."""
+
+
+def _cmd_export(args) -> int:
+    from ..export import export
+
+    m = export(args.source, args.out, args.format, seconds=args.seconds, batch=args.batch,
+               query_net=not args.no_query_net)
+    for key, err in m["parity_max_abs"].items():
+        print(f"{key}: {m['files'][key]} — max |Δ| vs eager {err:.3g} (tolerance {m['parity_tolerance']:g})")
+    for note in m["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {args.out} (README.md: the input/output contract)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_lab.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch threads per kernel (default: the run's, else the cores available)")
     p_lab.set_defaults(func=_cmd_lab)
+
     p_sweep = sub.add_parser(
         "sweep", help="regenerate one of the paper's ablation tables (a pipeline run per arm and seed)",
         description="Run a sweep (ussnb/sweeps/NAME.yaml or a YAML path): one pipeline run per arm and seed into "
@@ -368,6 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads per kernel")
     p_sweep.set_defaults(func=_cmd_sweep)
 
+    p_exp = sub.add_parser(
+        "export", help="export a trained separator (and its query net) to TorchScript or ONNX",
+        description="Write the separator of a run directory or separator.pt as a TorchScript (separator.pt, and "
+                    "query_net.pt for query by example) or ONNX (separator.onnx) file into DIR, with README.md "
+                    "(the input/output contract), classes.tsv, class_conditions.npy and export.json, and check it "
+                    "against the eager model on random input (max |Δ| on the waveform ≤ 1e-4, else exit 1).",
+        epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_exp.add_argument("source", metavar="RUN_DIR_OR_CKPT", help="a pipeline run directory or a separator.pt")
+    p_exp.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript",
+                       help="torchscript (default; also exports the query net) or onnx (separator only)")
+    p_exp.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p_exp.add_argument("--seconds", type=float, default=2.0,
+                       help="chunk length the exported graph takes, seconds at the model's rate (default 2.0, "
+                            "what ussnb separate uses); shapes are fixed at export")
+    p_exp.add_argument("--batch", type=int, default=8, help="chunks per call, fixed at export (default 8)")
+    p_exp.add_argument("--no-query-net", action="store_true", help="export the separator only")
+    p_exp.set_defaults(func=_cmd_export)
+
     p_doc = sub.add_parser("doctor", help="check that this machine can run the kit; print the commands that fix it",
                            description="Checks the Debian packages, Python dependencies, the torch build and thread "
                                        "settings, the Jupyter kernel, the starter data and optional weights/datasets. "
@@ -384,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SEPARATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p_sep.add_argument("inputs", nargs="+", metavar="IN", help="audio files and/or folders (every audio file in a "
                                                                "folder is processed)")
-    what = p_sep.add_mutually_exclusive_group(required=True)
+    what = p_sep.add_mutually_exclusive_group()  # one of them, or --exclude alone (checked by run_separate)
     what.add_argument("--query", metavar="TEXT", help="class to extract: display name (e.g. \"Dog\"), AudioSet MID "
                                                       "or class index; also a saved condition .npy/.npz")
     what.add_argument("--text", metavar="DESCRIPTION",
@@ -395,6 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "(query by example; needs a tagger-based model)")
     what.add_argument("--levels", nargs="+", type=int, metavar="L", help="hierarchical separation: ontology levels "
                                                                          "(1 = the 7 top categories, up to 6)")
+    p_sep.add_argument("--exclude", nargs="+", metavar="CLASS_OR_EXAMPLE",
+                       help="sounds to remove — class names / MIDs / indices or example audio files: alone, the "
+                            "mixture minus them; with --query / --text / --example, the target minus them")
+    p_sep.add_argument("--exclude-method", choices=["residual", "condition"], default=None,
+                       help="residual (default, measured better in perf/negative_queries.py): separate each excluded "
+                            "sound from the current estimate (or the mixture) and subtract it, one more pass per "
+                            "excluded sound; condition: one pass with the condition c_target − Σ c_excluded, "
+                            "clipped at 0 (alone: each chunk's own tagged condition minus the excluded)")
     p_sep.add_argument("--top", type=int, default=None, metavar="K",
                        help="--text: how many best-matching classes to mix (default 3)")
     p_sep.add_argument("--threshold", type=float, default=None,

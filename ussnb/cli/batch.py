@@ -13,9 +13,10 @@ from ..errors import AudioError, ConfigError, UssnbError
 from ..io import atomic_write_text, short_hash
 from ..paths import check_output_folder, make_output_folder
 from ..ontology import text_terms
-from ..separation import (AUDIO_SUFFIXES, DEFAULT_TEXT_TOP, OUTPUT_FORMATS, SeparationBundle, check_levels_exist, check_settings,
-                          hierarchy_done, level_thresholds, resolve_query, separate_file, separate_hierarchy, slugify,
-                          text_query, threshold_record)
+from ..separation import (AUDIO_SUFFIXES, DEFAULT_EXCLUDE_METHOD, DEFAULT_TEXT_TOP, EXCLUDE_METHODS, OUTPUT_FORMATS,
+                          SeparationBundle, check_levels_exist, check_settings, hierarchy_done, level_thresholds,
+                          negative_query, resolve_query, separate_file, separate_hierarchy, slugify, text_query,
+                          threshold_record)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ def run_separate(
     levels: Sequence[int] | None = None,
     text: str | None = None,
     top: int | None = None,
+    exclude: Sequence[str] | None = None,
+    exclude_method: str | None = None,
     threshold: float | None = None,
     residual: bool = False,
     resample: bool = False,
@@ -113,9 +116,23 @@ def run_separate(
     if precision != "best":
         precision = check_precision(precision, device)
     modes = sum(x is not None and x != [] for x in (query, examples, levels, text))
-    if modes != 1:
+    exclude = list(exclude) if exclude else None
+    if modes > 1 or modes == 0 and not exclude:
         raise ConfigError("give exactly one of a query (--query), a description (--text), example files (--example) "
-                          "or levels (--levels)")
+                          "or levels (--levels) — or --exclude alone (the mixture without the excluded sounds)")
+    if exclude and levels is not None:
+        raise ConfigError("--exclude goes with --query, --text or --example (or alone), not with --levels")
+    if exclude_method is not None and not exclude:
+        raise ConfigError("--exclude-method goes with --exclude")
+    exclude_method = exclude_method or DEFAULT_EXCLUDE_METHOD
+    if exclude_method not in EXCLUDE_METHODS:
+        raise ConfigError(f"--exclude-method must be one of {', '.join(EXCLUDE_METHODS)}, got {exclude_method!r}")
+    for e in exclude or []:
+        if not str(e).strip():
+            raise ConfigError("--exclude got an empty name: give a class name (e.g. \"Dog\"), an AudioSet MID, a class "
+                              "index or an example audio file")
+        if Path(e).suffix.lower() in AUDIO_SUFFIXES and not Path(e).is_file():
+            raise AudioError(f"{e}: no such example audio file (--exclude)")
     if top is not None and text is None:
         raise ConfigError("--top goes with --text (how many best-matching classes to mix)")
     if text is not None:
@@ -162,10 +179,14 @@ def run_separate(
         for c in q.detail["classes"]:
             echo(f"  {c['score']:7.2f}  weight {c['weight']:.3f}  {c['name']}")
         echo(f"query: {q.detail['condition']} → *__{q.slug}.wav")
-    elif levels is None:
+    elif levels is None and (query is not None or examples):
         q = resolve_query(query if query is not None else list(examples), bundle)
-        echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
-    else:  # what every input would fail on: say it once
+        if not exclude:
+            echo(f"query: {q.label} ({q.detail.get('condition', q.source)}) → *__{q.slug}.wav")
+    if exclude:
+        q = negative_query(q, [resolve_query(e, bundle) for e in exclude], bundle, exclude_method)
+        echo(f"query: {q.label} (--exclude-method {exclude_method}) → *__{q.slug}{suffix}")
+    elif levels is not None:  # what every input would fail on: say it once
         check_levels_exist(levels, bundle.ontology)
         bundle.tagger  # noqa: B018 — loads it, or says that this checkpoint has none
     make_output_folder(out)
@@ -225,7 +246,9 @@ def run_separate(
            {"query": q.label, "query_slug": q.slug, "query_source": q.source,
             "output_rate": output_rate, "format": output_format,
             **({"text": q.detail["text"], "text_top": q.detail["top"], "text_classes": q.detail["classes"],
-                "text_condition": q.detail["condition"]} if q.source == "text" else {})}),
+                "text_condition": q.detail["condition"]} if q.source == "text" else {}),
+            **({"exclude": [e["label"] for e in q.detail["exclude"]], "exclude_method": q.detail["exclude_method"]}
+               if q.source == "negative" else {})}),
         "segment_seconds": segment_seconds, "overlap": overlap,
     })
     return summary, failed

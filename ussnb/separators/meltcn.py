@@ -144,6 +144,12 @@ class MelTCN(Separator):
         mask = torch.sigmoid(self.output_conv(x))
         return mask.reshape(batch, channels, self.n_mels, frames).transpose(2, 3)
 
+    def spectral(self, real: torch.Tensor, imag: torch.Tensor, condition: torch.Tensor):
+        """The network between STFT and iSTFT in real arithmetic: the mixture spectrogram's parts
+        ``(batch, channels, frames, bins)`` → the estimate's parts (what :mod:`ussnb.export` wraps)."""
+        mask = self.mel_mask((real * real + imag * imag).sqrt(), condition) @ self.expand
+        return real * mask, imag * mask
+
     def forward(self, mixture, condition: torch.Tensor | None = None):
         if isinstance(mixture, dict):
             return {"waveform": self.forward(mixture["mixture"], mixture["condition"])}

@@ -59,7 +59,7 @@ from torch import nn
 from ..checkpoint import load_state_dict_checked
 from ..errors import CheckpointError, ConfigError
 from .base import Separator
-from .stft import STFT, magnitude_phase, check_call
+from .stft import STFT, check_call, magnitude_phase, magnitude_phase_parts
 
 # Size presets: ``channels`` = (pre-conv, encoder stage 1, ..., encoder stage S); the centre block keeps the last.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -146,6 +146,22 @@ def _conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *
     if leaky:
         y = F.leaky_relu_(y, LEAKY_SLOPE)
     return y if add is None else y.add_(add)
+
+
+class plain_convolutions:
+    """Context manager: :func:`_conv3x3` uses the plain ``F.conv2d`` path (no oneDNN fused kernel) inside it —
+    for tracing / export, where ``torch.ops.mkldnn._convolution_pointwise`` would be recorded as a CPU-only op
+    that neither ONNX nor other runtimes know. The previous state is restored on exit."""
+
+    def __enter__(self):
+        self._saved = dict(_FUSED_CONV)
+        _FUSED_CONV.update({torch.float32: False, torch.bfloat16: False})
+        return self
+
+    def __exit__(self, *exc):
+        _FUSED_CONV.clear()
+        _FUSED_CONV.update(self._saved)
+        return False
 
 
 class FiLM(nn.Module):
@@ -463,6 +479,11 @@ class ResUNet(Separator):
 
     def apply_mask(self, logits: torch.Tensor, mag, cos, sin, length: int) -> torch.Tensor:
         """Complex-mask the mixture spectrogram and invert it to ``(batch, channels, length)``."""
+        real, imag = self.mask_spectrum(logits, mag, cos, sin)
+        return self.base.stft.inverse(torch.complex(real, imag), length)
+
+    def mask_spectrum(self, logits: torch.Tensor, mag, cos, sin) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked spectrogram's real and imaginary parts ``(batch, channels, frames, bins)`` (top bin 0)."""
         batch, channels, frames, bins = mag.shape
         x = logits[:, :, :frames].reshape(batch, channels, 3, frames, bins - 1)
         mask_mag = torch.sigmoid(x[:, :, 0])
@@ -473,8 +494,13 @@ class ResUNet(Separator):
         out_mag = F.relu(mag[..., :-1] * mask_mag)
         real = out_mag * (cos * mask_cos - sin * mask_sin)
         imag = out_mag * (sin * mask_cos + cos * mask_sin)
-        spec = F.pad(torch.complex(real, imag), (0, 1))  # top bin restored as 0
-        return self.base.stft.inverse(spec, length)
+        return F.pad(real, (0, 1)), F.pad(imag, (0, 1))  # top bin restored as 0
+
+    def spectral(self, real: torch.Tensor, imag: torch.Tensor, condition: torch.Tensor):
+        """The network between STFT and iSTFT in real arithmetic: the mixture spectrogram's parts
+        ``(batch, channels, frames, bins)`` → the estimate's parts (what :mod:`ussnb.export` wraps)."""
+        mag, cos, sin = magnitude_phase_parts(real, imag)
+        return self.mask_spectrum(self.mask_logits(mag, condition), mag, cos, sin)
 
     def forward(self, mixture, condition: torch.Tensor | None = None):
         if isinstance(mixture, Mapping):  # reference call style

@@ -50,7 +50,12 @@ class STFT(nn.Module):
 def magnitude_phase(spec: torch.Tensor, eps: float = 1e-10):
     """``|X|`` with the power clamped at ``eps`` before the square root (as the reference), and the unit
     phase ``(cos, sin) = (re, im) / |X|``. All outputs have ``spec``'s shape, real dtype."""
-    real, imag = spec.real, spec.imag
+    return magnitude_phase_parts(spec.real, spec.imag, eps)
+
+
+def magnitude_phase_parts(real: torch.Tensor, imag: torch.Tensor, eps: float = 1e-10):
+    """:func:`magnitude_phase` of a spectrogram given as its real and imaginary parts (real arithmetic only,
+    for exports without complex tensors)."""
     mag = (real * real + imag * imag).clamp_min(eps).sqrt()
     return mag, real / mag, imag / mag
 

@@ -100,7 +100,18 @@ class UNet(Separator):
             return {"waveform": self.forward(mixture["mixture"], mixture["condition"])}
         check_call(mixture, condition, self.audio_channels, self.condition_size)
         spec = self.stft(mixture)  # (batch, channels, frames, bins) complex
-        mag = spec.abs()
+        mask = self.mask(spec.abs(), condition)
+        spec = F.pad(spec[..., :-1] * mask, (0, 1))  # mixture phase; top bin returned as 0
+        return self.stft.inverse(spec, mixture.shape[-1])
+
+    def spectral(self, real: torch.Tensor, imag: torch.Tensor, condition: torch.Tensor):
+        """The network between STFT and iSTFT in real arithmetic: the mixture spectrogram's parts
+        ``(batch, channels, frames, bins)`` → the estimate's parts (what :mod:`ussnb.export` wraps)."""
+        mask = self.mask((real * real + imag * imag).sqrt(), condition)
+        return F.pad(real[..., :-1] * mask, (0, 1)), F.pad(imag[..., :-1] * mask, (0, 1))
+
+    def mask(self, mag: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """``|X|`` (batch, channels, frames, bins) → magnitude mask (batch, channels, frames, bins - 1)."""
         frames = mag.shape[2]
         x = self.bn0(mag.transpose(1, 3)).transpose(1, 3)
         x = F.pad(x, (0, -1, 0, -frames % self.time_multiple))  # pad frames, drop the top bin
@@ -114,6 +125,4 @@ class UNet(Separator):
         for up, (a, b), skip in zip(self.ups, self.decoders, reversed(skips)):
             x = torch.cat((up(x), skip), dim=1)
             x = b(a(x, condition), condition)
-        mask = torch.sigmoid(self.head(x))[:, :, :frames]  # (batch, channels, frames, bins - 1)
-        spec = F.pad(spec[..., :-1] * mask, (0, 1))  # mixture phase; top bin returned as 0
-        return self.stft.inverse(spec, mixture.shape[-1])
+        return torch.sigmoid(self.head(x))[:, :, :frames]  # (batch, channels, frames, bins - 1)
