@@ -118,3 +118,23 @@ def test_widgets_extension_is_installed():
     text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
     line = next((ln for ln in text.splitlines() if "@jupyter-widgets/jupyterlab-manager" in ln), "")
     assert "enabled" in line and "OK" in line, text
+
+
+def test_fresh_training_copies_start_from_the_runs_finished_training(tmp_path):
+    """A fresh 01/04 copy resumes the run's finished training (its checkpoints are copied into the copy's folder)
+    instead of training the tagger or the separator again; the run's own folders are left as they were."""
+    run = _run(tmp_path, executed=("00_data", "01_weak_labels_and_sed", "04_training"))
+    (run / "04_training" / "state.pt").write_bytes(b"state")
+    (run / "04_training" / "separator.pt").write_bytes(b"model")
+    (run / "04_training" / ".done").write_text("digest")
+    (run / "01_weak_labels_and_sed" / "starter_sed").mkdir()
+    (run / "01_weak_labels_and_sed" / "starter_sed" / "state.pt").write_bytes(b"cnn")
+    before = sorted(p.relative_to(run) for p in run.rglob("*") if LAB_FOLDER not in p.parts)
+    prepare_lab(run)
+    lab = run / LAB_FOLDER
+    assert (lab / "04_training" / "state.pt").read_bytes() == b"state"
+    assert (lab / "04_training" / "separator.pt").read_bytes() == b"model"
+    assert not (lab / "04_training" / ".done").exists() and not (lab / "04_training" / "04_training.ipynb").exists()
+    assert (lab / "01_weak_labels_and_sed" / "starter_sed" / "state.pt").read_bytes() == b"cnn"
+    assert not (lab / "02_anchor_mining").exists()  # not a training stage: nothing copied
+    assert sorted(p.relative_to(run) for p in run.rglob("*") if LAB_FOLDER not in p.parts) == before

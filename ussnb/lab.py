@@ -57,7 +57,7 @@ class LabSetup:
             lines.append("executed by the pipeline (outputs kept; re-running one writes into the run):")
             lines += [f"  {p.relative_to(self.root)}" for p in self.executed]
         lines.append(f"fresh copies for this run (INTERACTIVE=True, widgets on; they write into "
-                     f"{LAB_FOLDER}/NN_stage/):")
+                     f"{LAB_FOLDER}/NN_stage/; 01 and 04 resume the run's finished training):")
         lines += [f"  {p.relative_to(self.root)}" + ("  (kept from an earlier `ussnb lab`; --reset makes it anew)" if p in self.kept else "")
                   for p in self.fresh]
         return lines
@@ -92,6 +92,8 @@ def prepare_lab(run_dir: str | os.PathLike | None = None, *, notebooks_dir: str 
             continue
         values = dict(resolved[stage.name])
         own = lab / stage.name  # the copy's outputs: never the run's own stage folder
+        if stage.key in TRAINED_STAGES and run.has(stage.key) and not own.exists():
+            _seed_training(run.stage(stage.key), own)
         values["stage_dir"] = str(own)
         if f"{stage.key}_dir" in values:
             values[f"{stage.key}_dir"] = str(own)
@@ -102,6 +104,22 @@ def prepare_lab(run_dir: str | os.PathLike | None = None, *, notebooks_dir: str 
     if setup.fresh:  # the URL opens the first fresh copy, the file browser beside it on lab/
         setup.start = str(setup.fresh[0].relative_to(run_dir))
     return setup
+
+
+TRAINED_STAGES = ("sed", "training")  # stages whose fresh copy starts from the run's finished training
+
+
+def _seed_training(src: Path, dst: Path) -> None:
+    """Copy a training stage's checkpoints and records (``*.pt``, ``*.json``; not the notebook, figures or the
+    ``.done`` marker) into the fresh copy's folder, so that running the copy resumes the finished training
+    instead of training again (the 01 tagger and the 04 separator: minutes to an hour on 2 cores)."""
+    import shutil
+
+    for f in src.rglob("*"):
+        if f.is_file() and f.suffix in (".pt", ".json") and f.name != ".done":
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
