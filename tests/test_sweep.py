@@ -113,11 +113,17 @@ def test_arms_share_unchanged_upstream_stages(tmp_path):
     first = t7[0].run_dir
     assert t7[0].shared == {}
     for arm in t7[1:]:  # stages 00-01 run once; mining (02) is what the strategy and the seed touch
-        assert arm.shared == {"data": first / "00_data", "sed": first / "01_weak_labels_and_sed"}
+        upstream = {"data": first / "00_data", "sed": first / "01_weak_labels_and_sed"}
+        if arm.run_dir.name == "sed-seed1":  # ... but SED anchors do not depend on the seed
+            upstream |= {"anchors": first / "02_anchor_mining", "queries": first / "03_query_conditions"}
+        assert arm.shared == upstream
     t9 = S.plan_sweep(S.load_sweep("table9"), "sweep", tmp_path, seeds=2)
     assert set(t9[1].shared) == {"data", "sed", "anchors", "queries"}  # training is the first stage it touches
-    assert t9[4].shared["anchors"] == t9[3].run_dir / "02_anchor_mining"  # seed 1 mines once, for all arms
-    assert t9[1].overrides["train.seed"] == 0 and t9[4].overrides["anchors.mining_seed"] == 1
+    # SED anchors do not depend on the mining seed: both seeds share one mining; seed 1 trains again
+    assert t9[4].shared["anchors"] == t9[0].run_dir / "02_anchor_mining" and "training" not in t9[4].shared
+    assert t9[1].overrides["train.seed"] == 0 and t9[4].overrides["train.seed"] == 1
+    assert "anchors.mining_seed" not in t9[4].overrides
+    assert t7[4].overrides["anchors.mining_seed"] == 1  # random anchors do
 
 
 def test_shared_stage_must_be_done_with_the_same_parameters(tmp_path):

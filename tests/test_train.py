@@ -246,3 +246,49 @@ def test_gradient_accumulation_draws_accumulate_batches_per_step(anchor_dirs, tm
     assert all(np.isfinite(h["loss"]) for h in two)
     with pytest.raises(ValueError, match="accumulate"):
         train_separator(anchor_dirs[0], None, tmp_path / "bad", {**base, "accumulate": 0}, progress=False)
+
+
+def test_in_clip_random_mixes_each_anchor_with_another_segment_of_its_own_clip(anchor_dirs, tmp_path):
+    """Table 7's in-clip-random baseline: the same anchors as out-clip-random (its own random stream), each mixed
+    with a non-overlapping segment of its *own* clip; out-clip mixes segments of different clips. The two train
+    different separators (they were byte-identical before the in-clip partner existed)."""
+    from ussnb.anchors import AnchorSet, partner_start
+    from ussnb.train import AnchorAudio, MixtureSampler
+
+    ds = data.load(Path(AnchorSet(anchor_dirs[0]).meta["dataset"]))
+    torch.manual_seed(0)
+    tagger = SedCnn(classes=len(ds.labels), channels=(8, 16), time_pools=(2, 2), hidden=16).eval()
+    sets = {}
+    for strategy in ("in-clip-random", "out-clip-random"):
+        for split in ("train", "validation"):
+            sets[strategy, split] = mine_anchor_set(ds, split, tmp_path / strategy / split, strategy=strategy,
+                                                    tagger=tagger, seed=3, progress=False)
+    inc, outc = sets["in-clip-random", "train"], sets["out-clip-random", "train"]
+    np.testing.assert_array_equal(inc.start, outc.start)
+    assert outc.partner is None and inc.partner is not None
+    seg = inc.segment
+    assert (np.abs(inc.partner - inc.start) >= seg).all()  # 10 s clips hold two 2 s segments apart
+    assert ((inc.partner >= 0) & (inc.partner <= 10 * ds.sample_rate - seg)).all()
+
+    audio = AnchorAudio(inc, 16000, progress=False)
+    assert (inc.folder / "partner_16000.npy").is_file()
+    cfg = TrainConfig(**{**TINY, "speed_perturb": 0.0, "augmentation": "none"})
+    b = MixtureSampler(inc, audio, cfg).next()
+    for m, t, a in zip(b["mixture"], b["target"], b["anchor"]):
+        np.testing.assert_allclose(t / np.abs(t).max(), audio[a] / np.abs(audio[a]).max(), atol=1e-4)
+        rest = m - t  # the interferer is the anchor's in-clip partner (same clip, same scale)
+        np.testing.assert_allclose(rest / np.abs(rest).max(), audio.partners(a) / np.abs(audio.partners(a)).max(),
+                                   atol=1e-4)
+    with pytest.raises(Exception, match="n_sources must be 2"):
+        MixtureSampler(inc, audio, TrainConfig(**{**TINY, "n_sources": 3}))
+
+    runs = {}
+    for strategy in ("in-clip-random", "out-clip-random"):
+        _, runs[strategy] = train_separator(sets[strategy, "train"].folder, sets[strategy, "validation"].folder,
+                                            tmp_path / f"run-{strategy}", TINY, progress=False)
+    assert [h["loss"] for h in runs["in-clip-random"]] != [h["loss"] for h in runs["out-clip-random"]]
+
+    rng = np.random.default_rng(0)
+    assert partner_start(0, 100, 150, rng) != 0  # a clip shorter than two segments: any other start
+    assert partner_start(0, 100, 100, rng) == 0  # a clip of one segment: the only start
+    assert all(abs(partner_start(200, 100, 1000, rng) - 200) >= 100 for _ in range(50))

@@ -94,6 +94,20 @@ def random_start(segment: int, clip_samples: int, rng: np.random.Generator) -> i
     return int(rng.integers(0, max(clip_samples - segment, 0) + 1))
 
 
+def partner_start(start: int, segment: int, clip_samples: int, rng: np.random.Generator) -> int:
+    """``in-clip-random``'s mixture partner: the start of another uniformly random segment of the *same* clip
+    that does not overlap the anchor ``[start, start + segment)`` — when the clip has room for both; in a clip
+    shorter than two segments any other start (or the same one, for a clip no longer than one segment)."""
+    last = max(clip_samples - segment, 0)
+    before = max(start - segment + 1, 0)  # starts 0 … start − segment
+    after = max(last - (start + segment) + 1, 0)  # starts start + segment … last
+    if before + after == 0:
+        others = [s for s in range(last + 1) if s != start]
+        return int(rng.choice(others)) if others else int(start)
+    i = int(rng.integers(before + after))
+    return i if i < before else start + segment + (i - before)
+
+
 def segment_precision(start_s: float, duration: float, events: Sequence[tuple[float, float]],
                       min_fraction: float = 0.5) -> bool:
     """True if the segment overlaps the class's true events by at least ``min_fraction`` of the shorter of
@@ -297,6 +311,7 @@ class AnchorSet:
         self.label = self.arrays["label"]
         self.start = self.arrays["start"]
         self.score = self.arrays["score"]
+        self.partner = self.arrays.get("partner")  # in-clip-random: each anchor's mixture partner (start, same clip)
         self.paths: list[str] = self.meta["clip_paths"]
         self.sample_rate = int(self.meta["sample_rate"])
         self.segment = int(round(self.meta["duration"] * self.sample_rate))
@@ -317,13 +332,16 @@ class AnchorSet:
     def by_class(self) -> dict[int, np.ndarray]:
         return {int(k): np.nonzero(self.label == k)[0] for k in np.unique(self.label)}
 
-    def segment_audio(self, i: int) -> np.ndarray:
-        """``(segment,)`` float32 audio of anchor ``i``, read from its clip file (no decoding of the rest)."""
+    def segment_audio(self, i: int, partner: bool = False) -> np.ndarray:
+        """``(segment,)`` float32 audio of anchor ``i`` (or, with ``partner``, of its in-clip mixture partner),
+        read from its clip file (no decoding of the rest)."""
+        if partner and self.partner is None:
+            raise DataError(f"{self.folder}: anchors mined with {self.meta.get('strategy')!r} have no in-clip partner")
         path = self.paths[int(self.clip[i])]
         with sf.SoundFile(path) as f:
             if f.samplerate != self.sample_rate:
                 raise DataError(f"{path}: {f.samplerate} Hz, the anchor set expects {self.sample_rate} Hz")
-            f.seek(int(self.start[i]))
+            f.seek(int((self.partner if partner else self.start)[i]))
             x = f.read(self.segment, dtype="float32", always_2d=True).mean(axis=1)
         if x.shape[0] < self.segment:
             x = np.pad(x, (0, self.segment - x.shape[0]))
@@ -374,6 +392,8 @@ def mine_anchor_set(
                 "tagger": getattr(tagger, "name", type(tagger).__name__) if tagger is not None else None}
     if score_window:  # recorded only when set, so runs mined with the paper's window keep their settings
         settings["score_window"] = float(score_window)
+    if strategy == "in-clip-random":  # sets mined before the in-clip partner existed are mined again
+        settings["partner"] = "in-clip"
     settings_path = out / "settings.json"
     if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
         for p in parts.glob("*.npz"):  # different settings: start over
@@ -389,7 +409,10 @@ def mine_anchor_set(
             bar.update(hi - lo)
             continue
         rng = np.random.default_rng([seed, p])
+        partner_rng = np.random.default_rng([seed, p, 1])  # its own stream: in-clip and out-clip anchors agree
         rows: dict[str, list] = {"clip": [], "label": [], "start": [], "score": []}
+        if strategy == "in-clip-random":
+            rows["partner"] = []
         conds: dict[str, list] = {c: [] for c in condition_types}
         for g in range(lo, hi, tag_batch):  # clips are tagged in batches: one forward pass per batch
             group = []
@@ -406,7 +429,7 @@ def mine_anchor_set(
                 if frames_out is not None:
                     for (ci, _, _), f in zip(group, frames_of):
                         frames_out[clips[ci].clip_id] = f.astype(np.float16)
-            found, segs = [], []
+            found, segs, partners = [], [], []
             for (ci, labels, wave), frames in zip(group, frames_of):
                 anchors = mine_clip(strategy, labels, wave.shape[0], sr, duration, rng, frames,
                                     getattr(tagger, "frame_rate", 100.0), clip=ci, score_window=score_window or None)
@@ -414,6 +437,8 @@ def mine_anchor_set(
                 for a in anchors:
                     found.append(a)
                     segs.append(_crop(wave, a.start, seg))
+                    if "partner" in rows:
+                        partners.append(partner_start(a.start, seg, wave.shape[0], partner_rng))
             if found:
                 segs_a = np.stack(segs)
                 keep = energy(segs_a) > EPS  # silent anchors are skipped
@@ -422,12 +447,14 @@ def mine_anchor_set(
                         tags = tagger.tag(segs_a[keep], frames=False)
                     for c in condition_types:
                         conds[c].append(_condition_from_tags(tags, c))
-                for a, ok in zip(found, keep):
+                for i, (a, ok) in enumerate(zip(found, keep)):
                     if ok:
                         rows["clip"].append(a.clip)
                         rows["label"].append(a.label)
                         rows["start"].append(a.start)
                         rows["score"].append(a.score)
+                        if "partner" in rows:
+                            rows["partner"].append(partners[i])
             bar.update(min(hi, g + tag_batch) - g)
         arrays = {k: np.asarray(v) for k, v in rows.items()}
         for c in condition_types:
@@ -439,12 +466,14 @@ def mine_anchor_set(
     for p in range(n_parts):
         with np.load(parts / f"part-{p:05d}.npz") as z:
             for k in z.files:
-                if z[k].size or k in ("clip", "label", "start", "score"):
+                if z[k].size or k in ("clip", "label", "start", "score", "partner"):
                     merged.setdefault(k, []).append(z[k])
     arrays = {k: np.concatenate(v) for k, v in merged.items()}
     arrays["clip"] = arrays["clip"].astype(np.int64)
     arrays["label"] = arrays["label"].astype(np.int64)
     arrays["start"] = arrays["start"].astype(np.int64)
+    if "partner" in arrays:
+        arrays["partner"] = arrays["partner"].astype(np.int64)
     arrays["score"] = arrays["score"].astype(np.float32)
     with atomic_path(out / "anchors.npz") as tmp:
         np.savez(tmp, **arrays)

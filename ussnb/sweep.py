@@ -18,7 +18,7 @@ A sweep is a YAML under ``ussnb/sweeps/`` (or any path)::
 their unchanged upstream stages through the runner's ``stage_dirs``: for every stage, the first arm whose
 parameters of that stage *and of every stage before it* are the same runs it, the others read its folder — so
 stages 00-01 run once and an arm re-runs from the first stage its parameter (or its seed) touches. Seeds set
-``train.seed`` and ``anchors.mining_seed``. A killed sweep continues where it stopped: finished arms are
+``train.seed`` and — for the random mining strategies, whose anchors depend on it — ``anchors.mining_seed``. A killed sweep continues where it stopped: finished arms are
 skipped (``arm.json``), a partial arm resumes through the stages' ``.done`` markers.
 
 Results: ``OUT/table.json`` (``rows``: one per arm and seed — the varied value, each metric with its floor and
@@ -208,9 +208,14 @@ class Arm:
         return f"{self.spec.label} (seed {self.seed})"
 
 
-def seed_overrides(seed: int) -> dict[str, int]:
-    """What ``--seeds`` varies: the training seed and the anchor-mining seed (stages 00-01 keep theirs)."""
-    return {"train.seed": int(seed), "anchors.mining_seed": int(seed)}
+def seed_overrides(seed: int, strategy: str | None = None) -> dict[str, int]:
+    """What ``--seeds`` varies: the training seed, and the anchor-mining seed where the mining ``strategy`` draws
+    at random (``sed`` anchors do not depend on it, so every seed of a ``sed`` arm shares one mining; stages 00-01
+    keep their seeds)."""
+    out = {"train.seed": int(seed)}
+    if strategy is None or strategy != "sed":
+        out["anchors.mining_seed"] = int(seed)
+    return out
 
 
 def _slug(text: str) -> str:
@@ -238,7 +243,8 @@ def plan_sweep(sweep: Sweep, preset: str, out: str | os.PathLike, *, seeds: int 
     arms = []
     for seed in range(seeds):
         for spec in sweep.arms:
-            arm_overrides = dict(overrides or {}) | seed_overrides(seed) | spec.overrides
+            strategy = (base | spec.overrides).get("anchors.anchor_strategy", "sed")
+            arm_overrides = dict(overrides or {}) | seed_overrides(seed, strategy) | spec.overrides
             params = {k: v for k, v in (base | arm_overrides).items() if k not in RUNNER_SETTINGS}
             run_dir = out / "arms" / f"{_slug(spec.value)}-seed{seed}"
             resolved = resolve(all_stages, params, run_dir)

@@ -68,31 +68,43 @@ class TrainConfig(TrainSection):
 
 class AnchorAudio:
     """All anchor segments of an :class:`AnchorSet` at one sample rate, in memory (int16), cached on disk
-    as ``audio_<rate>.npy`` beside the anchors so every run after the first starts at once."""
+    as ``audio_<rate>.npy`` beside the anchors so every run after the first starts at once. Anchors mined
+    with ``in-clip-random`` also bring their in-clip mixture partners (``partner_<rate>.npy``, ``.partner``)."""
 
     def __init__(self, anchors: AnchorSet, sample_rate: int, progress: bool = True):
+        self.anchors, self.sample_rate = anchors, int(sample_rate)
+        self.data = self._cached("audio", False, progress)
+        self.partner = self._cached("partner", True, progress) if anchors.partner is not None else None
+
+    def _cached(self, name: str, partner: bool, progress: bool) -> np.ndarray:
         from tqdm.auto import tqdm
 
-        self.anchors, self.sample_rate = anchors, int(sample_rate)
-        path = anchors.folder / f"audio_{self.sample_rate}.npy"
+        anchors = self.anchors
+        path = anchors.folder / f"{name}_{self.sample_rate}.npy"
         if path.is_file():
-            self.data = np.load(path, mmap_mode=None)
-        else:
-            seg = int(round(anchors.meta["duration"] * self.sample_rate))
-            data = np.zeros((len(anchors), seg), dtype=np.int16)
-            for i in tqdm(range(len(anchors)), desc=f"caching anchor audio at {self.sample_rate} Hz",
-                          disable=not progress):
-                x = anchors.segment_audio(i)
-                if anchors.sample_rate != self.sample_rate:
-                    x = resample(x, anchors.sample_rate, self.sample_rate)
-                x = x[:seg] if x.shape[0] >= seg else np.pad(x, (0, seg - x.shape[0]))
-                data[i] = np.clip(np.round(x * 32767), -32767, 32767).astype(np.int16)
-            with atomic_path(path) as tmp:  # a name per process: DDP ranks may race here
-                np.save(tmp, data)
-            self.data = data
+            return np.load(path, mmap_mode=None)
+        seg = int(round(anchors.meta["duration"] * self.sample_rate))
+        data = np.zeros((len(anchors), seg), dtype=np.int16)
+        what = "in-clip partner" if partner else "anchor"
+        for i in tqdm(range(len(anchors)), desc=f"caching {what} audio at {self.sample_rate} Hz",
+                      disable=not progress):
+            x = anchors.segment_audio(i, partner=partner)
+            if anchors.sample_rate != self.sample_rate:
+                x = resample(x, anchors.sample_rate, self.sample_rate)
+            x = x[:seg] if x.shape[0] >= seg else np.pad(x, (0, seg - x.shape[0]))
+            data[i] = np.clip(np.round(x * 32767), -32767, 32767).astype(np.int16)
+        with atomic_path(path) as tmp:  # a name per process: DDP ranks may race here
+            np.save(tmp, data)
+        return data
 
     def __getitem__(self, idx) -> np.ndarray:
         return self.data[idx].astype(np.float32) / 32767
+
+    def partners(self, idx) -> np.ndarray:
+        """The in-clip mixture partners of anchors ``idx`` (float32, like ``self[idx]``)."""
+        if self.partner is None:
+            raise DataError("these anchors have no in-clip partners (mined with another strategy)")
+        return self.partner[idx].astype(np.float32) / 32767
 
 
 def _speed(x: np.ndarray, factor: float) -> np.ndarray:
@@ -123,6 +135,10 @@ class MixtureSampler:
         self.queue: list[int] = []
         n_classes = len(anchors.meta["labels"])
         self.n_classes = n_classes
+        self.in_clip = audio.partner is not None
+        if self.in_clip and cfg.n_sources != 2:
+            raise ConfigError(f"in-clip-random anchors are mixed with one segment of their own clip: n_sources must "
+                              f"be 2, got {cfg.n_sources}")
 
     def state_dict(self) -> dict:
         return {"queue": list(self.queue)}
@@ -161,6 +177,8 @@ class MixtureSampler:
             segs = np.stack([_speed(s, f) for s, f in zip(segs, self.local.uniform(1 - p, 1 + p, len(segs)))])
         labels = self.anchors.label[picks]
         J = self.cfg.n_sources
+        if self.in_clip:  # in-clip-random (Table 7): each anchor is mixed with another segment of its own clip
+            return self._in_clip(picks, segs)
         if self.cfg.step3_threshold is not None:
             groups = group_disjoint(detected_sets(self.anchors.conditions("soft")[picks], labels,
                                                   self.cfg.step3_threshold), J, self.local)
@@ -180,6 +198,29 @@ class MixtureSampler:
                 mixtures.append(mixture * scale)
                 targets.append((mixture - target) * scale)
                 anchor_ids.append(picks[g[1]])
+        if not mixtures:
+            raise DataError("no mixture could be formed from this batch")
+        return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
+                "anchor": np.asarray(anchor_ids), "query": self._query_ids(anchor_ids)}
+
+    def _in_clip(self, picks: np.ndarray, segs: np.ndarray) -> dict[str, np.ndarray]:
+        """Mixtures of each anchor (the target, queried by its own condition) and its in-clip partner — which
+        holds the same clip's classes, so the separator is often asked to split a sound from itself."""
+        partners = self.audio.partners(picks)
+        if self.cfg.speed_perturb > 0:
+            p = self.cfg.speed_perturb
+            partners = np.stack([_speed(s, f) for s, f in zip(partners, self.local.uniform(1 - p, 1 + p, len(partners)))])
+        mixtures, targets, anchor_ids = [], [], []
+        for a, seg, partner in zip(picks, segs, partners):
+            if abs(correlation(seg, partner)) > 0.5 or rms_db(partner) <= self.cfg.min_rms_db:
+                continue  # overlapping (short clip) or silent partner
+            mixture, target, _ = mix_sources(np.stack([seg, partner]), augmentation=self.cfg.augmentation,
+                                             rng=self.local)
+            peak = float(np.abs(mixture).max())
+            scale = 0.9 / peak if peak > 0.9 else 1.0
+            mixtures.append(mixture * scale)
+            targets.append(target * scale)
+            anchor_ids.append(int(a))
         if not mixtures:
             raise DataError("no mixture could be formed from this batch")
         return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
