@@ -34,3 +34,17 @@ def test_metrics_json_is_canonical():
     text = dumps_metrics({"b": 1.234567891, "a": [np.float32(0.5), np.int64(3), math.nan], "c": {"z": True}})
     assert text == dumps_metrics({"c": {"z": True}, "a": [0.5, 3, None], "b": 1.2346})
     assert json.loads(text) == {"a": [0.5, 3, None], "b": 1.2346, "c": {"z": True}}
+
+
+def test_file_lock_is_exclusive_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from ussnb.io import file_lock
+
+    probe = ("import fcntl, sys\nf = open(sys.argv[1], 'a')\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "except BlockingIOError:\n    sys.exit(3)\n")
+    lock = tmp_path / "sub" / ".x.lock"
+    with file_lock(lock):
+        assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 3  # held: the other waits
+    assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 0  # released

@@ -1,4 +1,5 @@
 """The esc50 and audioset recipes (ussnb.data.recipes.esc50, .audioset): sizes, local clips, Hugging Face rows."""
+import os
 import json
 
 import numpy as np
@@ -57,3 +58,22 @@ def test_hf_conversion(tmp_path):
     weak = data.load(out)
     assert weak.clips("train")[0].labels == ("/m/a", "/m/c")
     assert weak.load(weak.clips("train")[0]).shape == (32000,)
+
+
+def test_two_processes_preparing_the_same_variant_at_once_both_get_it(tmp_path, shared_dir):
+    """Two sweeps starting together prepared the same data variant at once and one died in mkdir (FileExistsError);
+    now the second waits for the first (ussnb.io.file_lock) and finds the variant prepared."""
+    import subprocess
+    import sys
+
+    code = ("from ussnb import data\n"
+            "print(data.prepare_named('esc50', n_train=6, n_validation=2, n_test=2, progress=False))\n")
+    env = {**os.environ, "USSNB_DATA": str(tmp_path / "data")}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    folder = {o[0].strip().splitlines()[-1] for o in outs}
+    assert len(folder) == 1
+    ds = data.load(folder.pop())
+    assert len(ds.clips("train")) == 6 and len(ds.clips("test")) == 2

@@ -89,7 +89,10 @@ def prepare_named(
     if not is_default:
         tag = "-".join(str(sizes.get(k, defaults.get(k))) for k in ("n_train", "n_validation", "n_test"))
         root = data_root(root) / "variants" / f"{tag}-seed{seed}"
-    return recipe(root, seed=seed, **sizes, **kwargs)
+    from ..io import file_lock
+
+    with file_lock(data_root(root) / f".{name}.lock"):  # a second process waits, then finds it prepared
+        return recipe(root, seed=seed, **sizes, **kwargs)
 
 
 def resolve_classes(classes, datasets) -> list[str]:
@@ -136,7 +139,10 @@ def prepare_for_run(
     if len(roots) == 1 and not holdout:
         return roots[0]
     held = resolve_classes(holdout, [WeakDataset(r) for r in roots])
-    return combine(roots, holdout=held, root=root)
+    from ..io import file_lock
+
+    with file_lock(data_root(root) / ".combine.lock"):  # two runs starting at once build the view once
+        return combine(roots, holdout=held, root=root)
 
 
 def _recipe(name: str):
