@@ -90,3 +90,47 @@ def test_anchor_exclusion_leaves_held_out_classes_out(tiny_starter, tmp_path):
     assert (full.label == k).any() and not (held.label == k).any()
     assert set(held.label.tolist()) == set(full.label.tolist()) - {k}
     assert held.meta["exclude"] == [hihat]
+
+
+def test_stage_01_frames_are_mined_without_tagging_the_clips_again(tiny, tmp_path):
+    """SedFrames: the run tagger's p_SED of each clip's tags, written once (stage 01) and read by every mining of the
+    run; the anchors are those of mining that tags the clips itself, and the clips are not tagged again."""
+    from ussnb.anchors import SedFrames
+
+    ds, tagger, _ = tiny
+    path = SedFrames.write(tmp_path / "sed_frames" / "train.npz", tagger, ds, "train", batch_size=1, progress=False)
+    name = getattr(tagger, "name", type(tagger).__name__)
+    stored = SedFrames.load(path, ds, "train", name)
+    assert stored is not None and len(stored) == len(ds.clips("train"))
+    clip = ds.clips("train")[0]
+    full = tagger.tag(ds.load(clip)).frames[0].numpy()
+    got = stored[clip.clip_id]
+    ks = [ds.label_index[m] for m in clip.labels]
+    np.testing.assert_allclose(got[:, ks], full[:got.shape[0], ks], atol=1e-6)
+    assert not np.delete(got, ks, axis=1).any()  # only the tagged classes are kept (all that eq. 3 reads)
+
+    calls = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, k):
+            return getattr(self.inner, k)
+
+        def tag(self, x, frames=True):
+            calls.append(frames)
+            return self.inner.tag(x, frames=frames)
+
+    for tau in (1.0, 2.0):
+        own = mine_anchor_set(ds, "train", tmp_path / f"own{tau}", tagger=tagger, duration=tau, tag_batch=1,
+                              progress=False)
+        calls.clear()
+        cached = mine_anchor_set(ds, "train", tmp_path / f"cached{tau}", tagger=Counting(tagger), duration=tau,
+                                 tag_batch=1, progress=False, frames_in=stored)
+        assert calls and not any(calls)  # only the anchors' conditions (frames=False), no clip tagging
+        np.testing.assert_array_equal(own.start, cached.start)
+        np.testing.assert_allclose(own.score, cached.score, rtol=1e-5)
+    assert SedFrames.load(path, ds, "train", "another-tagger") is None and "tagger" in SedFrames.why_not
+    assert SedFrames.load(path, ds, "test", name) is None and "split" in SedFrames.why_not
+    assert SedFrames.load(tmp_path / "none.npz", ds, "train", name) is None and "not found" in SedFrames.why_not

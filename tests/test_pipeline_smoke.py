@@ -36,6 +36,11 @@ def test_smoke_pipeline_end_to_end(smoke_run):
     m = {name: json.loads((run / name / "metrics.json").read_text()) for name in present}
     assert m["00_data"]["dataset"] == "starter" and m["00_data"]["n_clips"]["train"] == 40
     assert {"map", "sed_frame_auc", "sed_f1_1s"} <= set(m["01_weak_labels_and_sed"])
+    for split in ("train", "validation", "test"):  # stage 01's p_SED, which mining reads instead of tagging again
+        assert (run / "01_weak_labels_and_sed" / "sed_frames" / f"{split}.npz").is_file(), split
+    mined = json.loads((run / "02_anchor_mining" / "02_anchor_mining.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in mined["cells"] for o in c.get("outputs", []))
+    assert "train" in printed and "tagging the clips here" not in printed
     prec = m["02_anchor_mining"]["mining_precision"]
     assert set(prec) == {"sed", "in-clip-random", "out-clip-random"} and "2.0" in prec["sed"]
     assert "val_sdri" in m["04_training"]

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -290,6 +290,101 @@ def roll_groups(n: int, n_sources: int) -> list[list[int]]:
 
 
 # ----------------------------------------------------------------------------------------------- cache
+SED_FRAMES_VERSION = 1
+
+
+class SedFrames:
+    """The run tagger's frame probabilities ``p_SED(t, k)`` of one split's clips for *each clip's tagged classes*
+    (all that mining reads: eq. 3 scores the clip's own tags), written once by stage 01 so every anchor mining of
+    the run — every arm of a sweep, whatever its τ or strategy — reads them instead of tagging the clips again.
+
+    ``SedFrames.write(path, tagger, dataset, split)`` tags the split (float32, ``batch_size`` clips per forward
+    pass); ``SedFrames.load(path, dataset, split, tagger_name)`` returns them, or ``None`` (with the reason in
+    ``SedFrames.why_not``) when the file is missing or was written for other clips or another tagger. ``frames
+    [clip_id]`` is a ``(frames, classes)`` float32 array whose untagged columns are zero."""
+
+    why_not = ""
+
+    def __init__(self, arrays: dict, n_classes: int, clip_ids: Sequence[str]):
+        self.arrays, self.n_classes = arrays, int(n_classes)
+        self.row = {c: i for i, c in enumerate(clip_ids)}
+
+    def __contains__(self, clip_id: str) -> bool:
+        return clip_id in self.row
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, clip_id: str) -> np.ndarray:
+        i = self.row[clip_id]
+        n = int(self.arrays["lengths"][i])
+        out = np.zeros((n, self.n_classes), dtype=np.float32)
+        for j, k in enumerate(self.arrays["classes"][i]):
+            if k >= 0:
+                out[:, k] = self.arrays["frames"][i, :n, j]
+        return out
+
+    @staticmethod
+    def _identity(dataset, split: str, tagger_name: str) -> dict:
+        return {"version": SED_FRAMES_VERSION, "dataset": str(dataset.root), "split": split, "tagger": tagger_name,
+                "labels": list(dataset.labels), "clip_ids": [c.clip_id for c in dataset.clips(split)]}
+
+    @classmethod
+    def write(cls, path: str | os.PathLike, tagger, dataset, split: str, *, batch_size: int = 8,
+              progress: bool = True) -> Path:
+        import torch
+        from .progress import progress_bar
+
+        clips = dataset.clips(split)
+        width = max([len(c.labels) for c in clips] + [1])
+        cols = np.full((len(clips), width), -1, dtype=np.int32)
+        lengths = np.zeros(len(clips), dtype=np.int64)
+        chunks: list[np.ndarray] = []
+        bar = progress_bar(total=len(clips), desc=f"SED frames ({split})", unit="clip", disable=not progress)
+        for lo in range(0, len(clips), batch_size):
+            group = clips[lo:lo + batch_size]
+            waves = [dataset.load(c) for c in group]
+            n = max(w.shape[0] for w in waves)
+            with torch.inference_mode():
+                frames = tagger.tag(np.stack([np.pad(w, (0, n - w.shape[0])) for w in waves])).frames.cpu().numpy()
+            for j, (c, w) in enumerate(zip(group, waves)):
+                i = lo + j
+                ks = [dataset.label_index[m] for m in c.labels]
+                lengths[i] = tagger.num_frames(w.shape[0])
+                cols[i, :len(ks)] = ks
+                block = np.zeros((frames.shape[1], width), dtype=np.float32)
+                block[:, :len(ks)] = frames[j][:, ks]
+                chunks.append(block)
+            bar.update(len(group))
+        bar.close()
+        T = max([c.shape[0] for c in chunks] + [1])
+        stacked = np.stack([np.pad(c, ((0, T - c.shape[0]), (0, 0))) for c in chunks]) if chunks else \
+            np.zeros((0, 1, width), np.float32)
+        identity = cls._identity(dataset, split, getattr(tagger, "name", type(tagger).__name__))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(Path(path)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, frames=stacked, classes=cols, lengths=lengths, identity=np.array(json.dumps(identity)))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dataset, split: str, tagger_name: str) -> "SedFrames | None":
+        path = Path(path)
+        if not path.is_file():
+            cls.why_not = f"{path.name} not found"
+            return None
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in ("frames", "classes", "lengths")}
+            identity = json.loads(str(z["identity"]))
+        want = cls._identity(dataset, split, tagger_name)
+        if identity != want:
+            differ = sorted(k for k in want if identity.get(k) != want[k])
+            cls.why_not = f"{path.name} was written for another {' / '.join(differ)}"
+            return None
+        cls.why_not = ""
+        return cls(arrays, len(dataset.labels), want["clip_ids"])
+
+
 class AnchorSet:
     """A cached anchor set: one anchor per (clip, tag) of a split, with its condition vectors.
 
@@ -364,6 +459,7 @@ def mine_anchor_set(
     tag_batch: int = 8,
     frames_out: dict | None = None,
     score_window: float | None = None,
+    frames_in: "SedFrames | Mapping[str, np.ndarray] | None" = None,
 ) -> AnchorSet:
     """Mine one anchor per (clip, tag) over a split and store it with its conditions (resumable).
 
@@ -373,7 +469,9 @@ def mine_anchor_set(
     pass (frames), and all their anchors in one more (conditions); results do not depend on it beyond float
     rounding. ``frames_out``: a dict that receives ``{clip_id: (frames, classes) float16}`` of every clip tagged
     by this call (parts already on disk are not tagged again), so a caller need not tag the split twice.
-    ``score_window``: seconds of the ``sed`` scoring window (default τ; see :func:`sed_anchor`)."""
+    ``score_window``: seconds of the ``sed`` scoring window (default τ; see :func:`sed_anchor`). ``frames_in``:
+    frame probabilities already computed (stage 01's :class:`SedFrames`, or ``{clip_id: (frames, classes)}``);
+    clips found there are not tagged again (the tagger still computes the anchors' conditions)."""
     import torch
     from .progress import progress_bar
 
@@ -422,10 +520,17 @@ def mine_anchor_set(
                     group.append((ci, labels, dataset.load(clips[ci])))
             frames_of: list = [None] * len(group)
             if strategy == "sed" and group:
-                n = max(w.shape[0] for _, _, w in group)
-                stack = np.stack([np.pad(w, (0, n - w.shape[0])) for _, _, w in group])
-                frames_all = tagger.tag(stack).frames.cpu().numpy()
-                frames_of = [frames_all[j, : tagger.num_frames(w.shape[0])] for j, (_, _, w) in enumerate(group)]
+                known = frames_in if frames_in is not None else {}
+                todo = [j for j, (ci, _, _) in enumerate(group) if clips[ci].clip_id not in known]
+                for j, (ci, _, _) in enumerate(group):
+                    if j not in todo:
+                        frames_of[j] = known[clips[ci].clip_id]
+                if todo:
+                    n = max(group[j][2].shape[0] for j in todo)
+                    stack = np.stack([np.pad(group[j][2], (0, n - group[j][2].shape[0])) for j in todo])
+                    frames_all = tagger.tag(stack).frames.cpu().numpy()
+                    for row, j in enumerate(todo):
+                        frames_of[j] = frames_all[row, : tagger.num_frames(group[j][2].shape[0])]
                 if frames_out is not None:
                     for (ci, _, _), f in zip(group, frames_of):
                         frames_out[clips[ci].clip_id] = f.astype(np.float16)
@@ -593,7 +698,7 @@ def batch_on_the_fly(
 
 
 __all__ = [
-    "AUGMENTATIONS", "Anchor", "AnchorSet", "MixtureBatch", "STRATEGIES", "anchor_scores", "batch_from_cache",
+    "AUGMENTATIONS", "Anchor", "AnchorSet", "MixtureBatch", "STRATEGIES", "SedFrames", "anchor_scores", "batch_from_cache",
     "batch_on_the_fly", "clamp_start", "detected_sets", "group_disjoint", "mine_anchor_set", "mine_clip",
     "mix_sources", "random_start", "roll_groups", "sed_anchor", "segment_precision",
 ]

@@ -7,6 +7,7 @@ A pipeline run is a folder of stage folders (:data:`STAGES`, in order) plus the 
     runs/NAME/NN_stage/.done       hash of the parameters it finished with (Run.done_marker)
     00_data/dataset.json           where the dataset lives                 (Run.dataset / write_dataset)
     01_weak_labels_and_sed/tagger.json (+ tagger.pt)  the run's tagger     (Run.tagger)
+    01_weak_labels_and_sed/sed_frames/<split>.npz     its p_SED per clip   (Run.sed_frames_path)
     02_anchor_mining/anchors/{train,validation,test}/ anchor sets          (Run.anchors / held_out_classes)
     03_query_conditions/conditions_<kind>.npz        eq. 9 averages        (Run.class_conditions)
     04_training/separator.pt (+ state.pt, history.json, validation.json)   (Run.separator / bundle)
@@ -43,6 +44,7 @@ TIMINGS_FILE = "timings.json"
 DONE_FILE = ".done"
 DATASET_FILE = "dataset.json"
 ANCHORS_FOLDER = "anchors"
+SED_FRAMES_FOLDER = "sed_frames"
 SEPARATOR_FILE = "separator.pt"
 VALIDATION_FILE = "validation.json"  # the training stage's fixed validation mixtures and their floor / IRM
 HISTORY_FILE = "history.json"
@@ -161,6 +163,10 @@ class Run:
         from .taggers.stage import load_stage_tagger
 
         return load_stage_tagger(self.stage("sed"))
+
+    def sed_frames_path(self, split: str) -> Path:
+        """Stage 01's frame probabilities of ``split`` (:class:`ussnb.anchors.SedFrames`), read by mining."""
+        return self.stage("sed") / SED_FRAMES_FOLDER / f"{split}.npz"
 
     # ------------------------------------------------------------------ 02 anchors
     def anchors_dir(self, split: str) -> Path:

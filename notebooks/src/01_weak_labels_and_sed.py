@@ -144,6 +144,23 @@ if INTERACTIVE:  # pick a test clip: its log-mel, true events, frame probabiliti
 
     display(ClipPicker(ds, clips, pred["frames"], test_cache, truth))
 
+# %% [markdown]
+# ## $p_{SED}$ of every clip, for anchor mining
+# Stage 02 scores anchors (eq. 3) on the frame probabilities of each clip's tags. They are computed once here,
+# by the run's tagger as stage 02 loads it, and kept for each clip's tagged classes (`sed_frames/<split>.npz`),
+# so every anchor mining of this run reads them instead of tagging the clips again — every arm of a sweep
+# (`ussnb sweep`), whatever its anchor length or strategy.
+
+# %%
+from ussnb.anchors import SedFrames
+
+t_frames = time.time()
+run_tagger = run.tagger()
+for split in ds.splits:
+    SedFrames.write(run.sed_frames_path(split), run_tagger, ds, split)
+frames_minutes = (time.time() - t_frames) / 60
+print(f"frame probabilities of {sum(len(ds.clips(s)) for s in ds.splits)} clips in {frames_minutes:.1f} min")
+
 # %%
 metrics = {"tagger": tagger, "requested_tagger": requested, **{k: round(v, 4) for k, v in scores.items()},
            **{f"random_{k}": round(v, 4) for k, v in random_scores.items()},
@@ -151,6 +168,6 @@ metrics = {"tagger": tagger, "requested_tagger": requested, **{k: round(v, 4) fo
 if history:
     metrics["val_map_curve"] = [[h["step"], h["val_map"]] for h in history if "val_map" in h]
 write_metrics(stage, metrics)  # results only: identical on a re-run
-write_timing(stage, {"train_minutes": train_minutes,  # wall clock of this session; the training minutes per tagger:
+write_timing(stage, {"train_minutes": train_minutes, "sed_frames_minutes": round(frames_minutes, 2),  # wall clock of this session; the training minutes per tagger:
                      "tagger_train_minutes": {k: round(v, 2) for k, v in minutes.items() if v == v}})
 metrics

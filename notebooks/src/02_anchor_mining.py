@@ -56,13 +56,17 @@ held_out = [names_to_mid.get(str(c).lower(), str(c)) for c in zero_shot_classes]
 unknown = [c for c in held_out if c not in ds.label_index]
 if unknown:
     raise ValueError(f"zero_shot_classes not in the dataset: {unknown}; classes: {sorted(ds.label_names.values())}")
-anchor_sets, test_frames = {}, {}
+anchor_sets, test_frames, stored_frames = {}, {}, {}
+tagger_name = getattr(tagger, "name", type(tagger).__name__)
 for split in ds.splits:
+    stored = stored_frames[split] = A.SedFrames.load(run.sed_frames_path(split), ds, split, tagger_name)  # stage 01's
+    if stored is None and anchor_strategy == "sed":
+        print(f"{split}: tagging the clips here ({A.SedFrames.why_not})")
     anchor_sets[split] = A.mine_anchor_set(ds, split, run.anchors_dir(split), strategy=anchor_strategy,
                                            duration=anchor_seconds, tagger=tagger, seed=mining_seed,
                                            exclude_classes=held_out if split == "train" else (),
                                            frames_out=test_frames if split == "test" else None,
-                                           score_window=score_window or None)
+                                           score_window=score_window or None, frames_in=stored)
     print(split, len(anchor_sets[split]), "anchors")
 if held_out:
     print("held out of training (zero-shot):", [ds.label_names[m] for m in held_out])
@@ -75,6 +79,8 @@ test_cache = ClipCache(ds, "test")
 clips = ds.clips("test")
 if all(c.clip_id in test_frames for c in clips):  # mining tagged every test clip already: not again
     pred = {"frames": [test_frames[c.clip_id] for c in clips]}
+elif stored_frames.get("test") is not None:  # stage 01's (each clip's tagged classes: all that is shown here)
+    pred = {"frames": [stored_frames["test"][c.clip_id] for c in clips]}
 else:
     pred = predict(tagger, ds, "test", cache=test_cache, progress=True)
 truth = ds.true_events("test") if (ds.root / "events.jsonl").is_file() else {}
