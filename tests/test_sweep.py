@@ -200,3 +200,22 @@ def test_arms_that_trained_identical_separators_are_flagged():
     table = S.build_table(sw, [r | {"separator_sha": "x"} for r in rows if r["arm"] != "sed"]
                           + [r for r in rows if r["arm"] == "sed"])
     assert table["identical_arms"] == [["in", "out"]] and "byte-identical separators" in table["sentence"]
+
+
+def test_arms_selects_a_subset_and_lists_the_rest_as_paper_rows(tmp_path):
+    t6 = S.load_sweep("table6")
+    some = S.select_arms(t6, ["0.5", "2", "10 s"])
+    assert [a.value for a in some.arms] == [0.5, 2.0, 10.0]
+    skipped = [p for p in some.paper_only if p.get("note")]
+    assert [p["label"] for p in skipped] == ["1 s", "4 s", "6 s", "8 s"]
+    assert skipped[0]["paper"] == {"audioset": 4.99}
+    assert S.select_arms(t6, None) is t6
+    with pytest.raises(PipelineError, match="--arms '3' is no arm of table6"):
+        S.select_arms(t6, ["3"])
+    arms = S.plan_sweep(some, "sweep", tmp_path, seeds=2)
+    assert [a.run_dir.name for a in arms] == ["0.5-seed0", "2.0-seed0", "10.0-seed0", "0.5-seed1", "2.0-seed1",
+                                              "10.0-seed1"]
+    rows = [{"arm": a.spec.label, "value": a.spec.value, "seed": a.seed, "starter_pairs": {"value": 4.0 + a.seed}}
+            for a in arms]
+    md = S.table_markdown(some, S.summarise(some, rows), preset="sweep", seeds=2)
+    assert "| 6 s (paper only; not run here (--arms)) | 4.68 |" in md

@@ -133,6 +133,33 @@ def load_sweep(name_or_path: str | os.PathLike) -> Sweep:
     return Sweep.from_dict(data, source)
 
 
+def select_arms(sweep: Sweep, chosen: Sequence[str] | None) -> Sweep:
+    """The sweep with only the arms ``chosen`` (values or labels, e.g. ``["0.5", "2", "10 s"]``); the others stay
+    in the table as the paper's rows, marked not run. ``None`` or empty: every arm."""
+    if not chosen:
+        return sweep
+
+    def matches(arm: ArmSpec, text: str) -> bool:
+        text = str(text).strip()
+        if text.lower() in (str(arm.value).lower(), arm.label.lower()):
+            return True
+        try:
+            return not isinstance(arm.value, (bool, str)) and float(text) == float(arm.value)
+        except (TypeError, ValueError):
+            return False
+
+    unknown = [c for c in chosen if not any(matches(a, c) for a in sweep.arms)]
+    if unknown:
+        raise PipelineError(f"--arms {unknown[0]!r} is no arm of {sweep.name}; its arms: "
+                            + ", ".join(f"{a.value} ({a.label})" for a in sweep.arms))
+    keep = [a for a in sweep.arms if any(matches(a, c) for c in chosen)]
+    skipped = [{"label": a.label, "paper": dict(a.paper), "note": "not run here (--arms)"}
+               for a in sweep.arms if a not in keep]
+    return Sweep(name=sweep.name, title=sweep.title, paper_table=sweep.paper_table, paper_text=sweep.paper_text,
+                 parameter=sweep.parameter, arms=keep, reference=sweep.reference, metrics=list(sweep.metrics),
+                 paper_best=sweep.paper_best, paper_only=list(sweep.paper_only) + skipped)
+
+
 def list_sweeps() -> list[str]:
     """One line per packaged sweep: name, paper table, parameter and the paper's numbers (``ussnb sweep --list``)."""
     lines = []
@@ -327,11 +354,12 @@ def _arm_line(row: Mapping, sweep: Sweep) -> str:
 def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, seeds: int = 1,
               overrides: Mapping[str, Any] | None = None, threads: int | None = None, device: str | None = None,
               precision: str | None = None, notebooks_dir=None, notebook: bool = True,
-              log_output: bool = False) -> dict:
-    """Run (or continue) a sweep; returns the table (what ``OUT/table.json`` holds)."""
+              log_output: bool = False, arms: Sequence[str] | None = None) -> dict:
+    """Run (or continue) a sweep; returns the table (what ``OUT/table.json`` holds). ``arms``: run only these
+    (values or labels; :func:`select_arms`) — the others are listed with the paper's numbers, not run."""
     from .pipeline import discover_stages, run_pipeline
 
-    sweep = load_sweep(name)
+    sweep = select_arms(load_sweep(name), arms)
     out = Path(out)
     overrides = dict(overrides or {})
     clash = sorted(k for k in overrides for a in sweep.arms if k in a.overrides)
@@ -588,7 +616,7 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
         cells += [str(e["n_seeds"]), _fmt(e.get("minutes"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     for p in sweep.paper_only:
-        cells = [f"{p['label']} (paper only; not in the kit)",
+        cells = [f"{p['label']} (paper only; {p.get('note', 'not in the kit')})",
                  *(_fmt(p.get("paper", {}).get(c)) if c in p.get("paper", {}) else "—" for c in cols)]
         cells += [""] * (len(head) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
