@@ -219,3 +219,19 @@ def test_arms_selects_a_subset_and_lists_the_rest_as_paper_rows(tmp_path):
             for a in arms]
     md = S.table_markdown(some, S.summarise(some, rows), preset="sweep", seeds=2)
     assert "| 6 s (paper only; not run here (--arms)) | 4.68 |" in md
+
+
+def test_a_collapsed_training_is_flagged_not_ranked():
+    """±20 dB random gain with the neg-SDR loss saturated MelTCN's mask on this CPU (it returned the mixture:
+    validation SDRi 0.00 at every check); the table must say so rather than rank the arm."""
+    assert S.collapsed([0.0, 0.0, 0.001]) and not S.collapsed([0.0, 0.3]) and not S.collapsed([])
+    t9 = S.load_sweep("table9")
+    rows = [{"arm": a.label, "value": a.value, "seed": s, "starter_pairs": {"value": v + s * 0.1},
+             "collapsed": a.value == "random-gain"}
+            for a, v in zip(t9.arms, [5.3, 0.0, 6.6]) for s in range(2)]
+    assert S.collapsed_arms(rows) == {"+-20 dB random gain": [0, 1]}
+    summary = S.summarise(t9, rows)
+    sentence = S.sweep_sentence(t9, summary, rows, "starter_pairs")
+    assert "+-20 dB random gain collapsed in 2 of 2 seed(s)" in sentence and "failed training" in sentence
+    md = S.table_markdown(t9, summary, preset="sweep", seeds=2, sentence=sentence)
+    assert "| +-20 dB random gain (collapsed: seed 0, 1) |" in md

@@ -320,9 +320,45 @@ def arm_row(arm: Arm, sweep: Sweep) -> dict:
     first = row.get(sweep.metrics[0]) or {}
     row["floor"], row["ceiling"] = first.get("floor"), first.get("ceiling")
     row["minutes"] = _stage_minutes(arm)
-    separator = Path(arm.shared.get("training", arm.run_dir / "04_training")) / "separator.pt"
+    training = Path(arm.shared.get("training", arm.run_dir / "04_training"))
+    separator = training / "separator.pt"
     row["separator_sha"] = _sha(separator) if separator.is_file() else None
+    try:
+        curve = [float(v) for _, v in json.loads((training / "metrics.json").read_text()).get("val_sdri_curve", [])]
+    except (OSError, ValueError, TypeError):
+        curve = []
+    row["collapsed"] = collapsed(curve)
     return row
+
+
+COLLAPSE_DB = 0.005
+
+
+def collapsed(val_sdri_curve: Sequence[float]) -> bool:
+    """True when every validation check of a training scored |SDRi| < 0.005 dB: the separator returns its input
+    (mask 1) or silence (mask 0) — a saturated mask with no gradient left, on the 0 dB validation mixtures both give
+    SDRi 0. Such an arm measures a failed training, not its parameter."""
+    return bool(val_sdri_curve) and max(abs(v) for v in val_sdri_curve) < COLLAPSE_DB
+
+
+def collapsed_arms(rows: Sequence[Mapping]) -> dict[str, list[int]]:
+    """Arm label -> the seeds whose training collapsed (:func:`collapsed`)."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        if r.get("collapsed"):
+            out.setdefault(r["arm"], []).append(r["seed"])
+    return out
+
+
+def collapsed_note(groups: Mapping[str, Sequence[int]], rows: Sequence[Mapping]) -> str:
+    """The warning of :func:`collapsed_arms` ('' when no training collapsed)."""
+    notes = []
+    for arm, seeds in groups.items():
+        n = sum(1 for r in rows if r["arm"] == arm)
+        notes.append(f"{arm} collapsed in {len(seeds)} of {n} seed(s): its separator's validation SDRi was 0.00 dB at "
+                     "every check (a saturated mask returning the mixture or silence) — a failed training, not a "
+                     "measurement of the arm.")
+    return " ".join(notes)
 
 
 def _sha(path: Path) -> str:
@@ -451,7 +487,8 @@ def summarise(sweep: Sweep, rows: Sequence[Mapping]) -> list[dict]:
     for spec in sweep.arms:
         mine = [r for r in rows if r["arm"] == spec.label]
         entry: dict[str, Any] = {"arm": spec.label, "value": spec.value, "paper": spec.paper,
-                                 "n_seeds": len(mine), "seeds": [r["seed"] for r in mine]}
+                                 "n_seeds": len(mine), "seeds": [r["seed"] for r in mine],
+                                 "collapsed_seeds": [r["seed"] for r in mine if r.get("collapsed")]}
         minutes = [r.get("minutes") for r in mine if r.get("minutes") is not None]
         entry["minutes"] = round(sum(minutes) / len(minutes), 2) if minutes else None
         for m in sweep.metrics:
@@ -602,7 +639,9 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:
         spec = next(a for a in sweep.arms if a.label == e["arm"])
-        cells = [e["arm"], *(_fmt(spec.paper.get(c)) if c in spec.paper else "—" for c in cols),
+        label = e["arm"] + (f" (collapsed: seed {', '.join(map(str, e['collapsed_seeds']))})"
+                            if e.get("collapsed_seeds") else "")
+        cells = [label, *(_fmt(spec.paper.get(c)) if c in spec.paper else "—" for c in cols),
                  *(_pm(e.get(m)) for m in metrics), _fmt((e.get(first) or {}).get("floor")),
                  _fmt((e.get(first) or {}).get("ceiling"))]
         if ref is not None:
@@ -624,6 +663,12 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
     return "\n".join(lines)
 
 
+def sweep_sentence(sweep: Sweep, summary: Sequence[Mapping], rows: Sequence[Mapping], metric: str) -> str:
+    """What a finished sweep says: the ordering verdict, then the warnings (identical arms, collapsed trainings)."""
+    return " ".join(filter(None, [ordering_sentence(sweep, summary, metric), identical_note(identical_arms(rows)),
+                                  collapsed_note(collapsed_arms(rows), rows)]))
+
+
 def build_table(sweep: Sweep, rows: Sequence[Mapping], *, preset: str = "", seeds: int = 1,
                 overrides: Mapping[str, Any] | None = None) -> dict:
     """What ``table.json`` holds: the sweep, its rows, the per-arm summary, the verdicts and the sentence."""
@@ -632,9 +677,9 @@ def build_table(sweep: Sweep, rows: Sequence[Mapping], *, preset: str = "", seed
     return {"sweep": sweep.to_dict(), "preset": preset, "seeds": seeds, "overrides": dict(overrides or {}),
             "metric": metric, "rows": list(rows), "summary": summary,
             "verdicts": ordering_verdicts(sweep, summary, metric),
-            "sentence": " ".join(filter(None, [ordering_sentence(sweep, summary, metric),
-                                               identical_note(identical_arms(rows))])),
+            "sentence": sweep_sentence(sweep, summary, rows, metric),
             "identical_arms": identical_arms(rows),
+            "collapsed_arms": collapsed_arms(rows),
             "total_stage_minutes": round(sum(r.get("minutes") or 0 for r in rows), 2)}
 
 
