@@ -233,5 +233,6 @@ def test_a_collapsed_training_is_flagged_not_ranked():
     summary = S.summarise(t9, rows)
     sentence = S.sweep_sentence(t9, summary, rows, "starter_pairs")
     assert "+-20 dB random gain collapsed in 2 of 2 seed(s)" in sentence and "failed training" in sentence
+    assert "2 of 3 pairs not compared" in sentence and "random gain 0.00" not in sentence  # not ranked
     md = S.table_markdown(t9, summary, preset="sweep", seeds=2, sentence=sentence)
     assert "| +-20 dB random gain (collapsed: seed 0, 1) |" in md

@@ -587,6 +587,8 @@ def ordering_sentence(sweep: Sweep, summary: Sequence[Mapping], metric: str | No
     if "no noise estimate" in kinds:
         return (f"{sweep.paper_table}: one seed per arm, so no claim about the paper's ordering{paper_txt} "
                 f"(run with --seeds 2 or more); ours ({what}): {ours}.")
+    missing = kinds.count("missing")
+    kinds = [k for k in kinds if k != "missing"]
     counts = {k: kinds.count(k) for k in ("holds", "reverses", "within noise")}
     if counts["within noise"] == len(kinds):
         verdict = "is within noise here (every difference is smaller than the seed spread)"
@@ -603,6 +605,8 @@ def ordering_sentence(sweep: Sweep, summary: Sequence[Mapping], metric: str | No
     else:
         verdict = (f"partly holds ({counts['holds']} of {len(kinds)} pairs hold, {counts['reverses']} reverse, "
                    f"{counts['within noise']} within noise)")
+    if missing:
+        verdict += f" ({missing} of {missing + len(kinds)} pairs not compared: an arm without a result)"
     return f"{sweep.paper_table}: the paper's ordering{paper_txt} {verdict}; ours ({what}): {ours}."
 
 
@@ -665,7 +669,10 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
 
 def sweep_sentence(sweep: Sweep, summary: Sequence[Mapping], rows: Sequence[Mapping], metric: str) -> str:
     """What a finished sweep says: the ordering verdict, then the warnings (identical arms, collapsed trainings)."""
-    return " ".join(filter(None, [ordering_sentence(sweep, summary, metric), identical_note(identical_arms(rows)),
+    failed = {arm for arm, seeds in collapsed_arms(rows).items()
+              if len(seeds) == sum(1 for r in rows if r["arm"] == arm)}  # every seed collapsed: no result to rank
+    ranked = [e if e["arm"] not in failed else {**e, metric: {**(e.get(metric) or {}), "mean": None}} for e in summary]
+    return " ".join(filter(None, [ordering_sentence(sweep, ranked, metric), identical_note(identical_arms(rows)),
                                   collapsed_note(collapsed_arms(rows), rows)]))
 
 
