@@ -200,3 +200,39 @@ def test_arms_that_trained_identical_separators_are_flagged():
     table = S.build_table(sw, [r | {"separator_sha": "x"} for r in rows if r["arm"] != "sed"]
                           + [r for r in rows if r["arm"] == "sed"])
     assert table["identical_arms"] == [["in", "out"]] and "byte-identical separators" in table["sentence"]
+
+
+def test_arms_selects_a_subset_and_lists_the_rest_as_paper_rows(tmp_path):
+    t6 = S.load_sweep("table6")
+    some = S.select_arms(t6, ["0.5", "2", "10 s"])
+    assert [a.value for a in some.arms] == [0.5, 2.0, 10.0]
+    skipped = [p for p in some.paper_only if p.get("note")]
+    assert [p["label"] for p in skipped] == ["1 s", "4 s", "6 s", "8 s"]
+    assert skipped[0]["paper"] == {"audioset": 4.99}
+    assert S.select_arms(t6, None) is t6
+    with pytest.raises(PipelineError, match="--arms '3' is no arm of table6"):
+        S.select_arms(t6, ["3"])
+    arms = S.plan_sweep(some, "sweep", tmp_path, seeds=2)
+    assert [a.run_dir.name for a in arms] == ["0.5-seed0", "2.0-seed0", "10.0-seed0", "0.5-seed1", "2.0-seed1",
+                                              "10.0-seed1"]
+    rows = [{"arm": a.spec.label, "value": a.spec.value, "seed": a.seed, "starter_pairs": {"value": 4.0 + a.seed}}
+            for a in arms]
+    md = S.table_markdown(some, S.summarise(some, rows), preset="sweep", seeds=2)
+    assert "| 6 s (paper only; not run here (--arms)) | 4.68 |" in md
+
+
+def test_a_collapsed_training_is_flagged_not_ranked():
+    """±20 dB random gain with the neg-SDR loss saturated MelTCN's mask on this CPU (it returned the mixture:
+    validation SDRi 0.00 at every check); the table must say so rather than rank the arm."""
+    assert S.collapsed([0.0, 0.0, 0.001]) and not S.collapsed([0.0, 0.3]) and not S.collapsed([])
+    t9 = S.load_sweep("table9")
+    rows = [{"arm": a.label, "value": a.value, "seed": s, "starter_pairs": {"value": v + s * 0.1},
+             "collapsed": a.value == "random-gain"}
+            for a, v in zip(t9.arms, [5.3, 0.0, 6.6]) for s in range(2)]
+    assert S.collapsed_arms(rows) == {"+-20 dB random gain": [0, 1]}
+    summary = S.summarise(t9, rows)
+    sentence = S.sweep_sentence(t9, summary, rows, "starter_pairs")
+    assert "+-20 dB random gain collapsed in 2 of 2 seed(s)" in sentence and "failed training" in sentence
+    assert "2 of 3 pairs not compared" in sentence and "random gain 0.00" not in sentence  # not ranked
+    md = S.table_markdown(t9, summary, preset="sweep", seeds=2, sentence=sentence)
+    assert "| +-20 dB random gain (collapsed: seed 0, 1) |" in md

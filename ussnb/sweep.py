@@ -133,6 +133,33 @@ def load_sweep(name_or_path: str | os.PathLike) -> Sweep:
     return Sweep.from_dict(data, source)
 
 
+def select_arms(sweep: Sweep, chosen: Sequence[str] | None) -> Sweep:
+    """The sweep with only the arms ``chosen`` (values or labels, e.g. ``["0.5", "2", "10 s"]``); the others stay
+    in the table as the paper's rows, marked not run. ``None`` or empty: every arm."""
+    if not chosen:
+        return sweep
+
+    def matches(arm: ArmSpec, text: str) -> bool:
+        text = str(text).strip()
+        if text.lower() in (str(arm.value).lower(), arm.label.lower()):
+            return True
+        try:
+            return not isinstance(arm.value, (bool, str)) and float(text) == float(arm.value)
+        except (TypeError, ValueError):
+            return False
+
+    unknown = [c for c in chosen if not any(matches(a, c) for a in sweep.arms)]
+    if unknown:
+        raise PipelineError(f"--arms {unknown[0]!r} is no arm of {sweep.name}; its arms: "
+                            + ", ".join(f"{a.value} ({a.label})" for a in sweep.arms))
+    keep = [a for a in sweep.arms if any(matches(a, c) for c in chosen)]
+    skipped = [{"label": a.label, "paper": dict(a.paper), "note": "not run here (--arms)"}
+               for a in sweep.arms if a not in keep]
+    return Sweep(name=sweep.name, title=sweep.title, paper_table=sweep.paper_table, paper_text=sweep.paper_text,
+                 parameter=sweep.parameter, arms=keep, reference=sweep.reference, metrics=list(sweep.metrics),
+                 paper_best=sweep.paper_best, paper_only=list(sweep.paper_only) + skipped)
+
+
 def list_sweeps() -> list[str]:
     """One line per packaged sweep: name, paper table, parameter and the paper's numbers (``ussnb sweep --list``)."""
     lines = []
@@ -293,9 +320,45 @@ def arm_row(arm: Arm, sweep: Sweep) -> dict:
     first = row.get(sweep.metrics[0]) or {}
     row["floor"], row["ceiling"] = first.get("floor"), first.get("ceiling")
     row["minutes"] = _stage_minutes(arm)
-    separator = Path(arm.shared.get("training", arm.run_dir / "04_training")) / "separator.pt"
+    training = Path(arm.shared.get("training", arm.run_dir / "04_training"))
+    separator = training / "separator.pt"
     row["separator_sha"] = _sha(separator) if separator.is_file() else None
+    try:
+        curve = [float(v) for _, v in json.loads((training / "metrics.json").read_text()).get("val_sdri_curve", [])]
+    except (OSError, ValueError, TypeError):
+        curve = []
+    row["collapsed"] = collapsed(curve)
     return row
+
+
+COLLAPSE_DB = 0.005
+
+
+def collapsed(val_sdri_curve: Sequence[float]) -> bool:
+    """True when every validation check of a training scored |SDRi| < 0.005 dB: the separator returns its input
+    (mask 1) or silence (mask 0) — a saturated mask with no gradient left, on the 0 dB validation mixtures both give
+    SDRi 0. Such an arm measures a failed training, not its parameter."""
+    return bool(val_sdri_curve) and max(abs(v) for v in val_sdri_curve) < COLLAPSE_DB
+
+
+def collapsed_arms(rows: Sequence[Mapping]) -> dict[str, list[int]]:
+    """Arm label -> the seeds whose training collapsed (:func:`collapsed`)."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        if r.get("collapsed"):
+            out.setdefault(r["arm"], []).append(r["seed"])
+    return out
+
+
+def collapsed_note(groups: Mapping[str, Sequence[int]], rows: Sequence[Mapping]) -> str:
+    """The warning of :func:`collapsed_arms` ('' when no training collapsed)."""
+    notes = []
+    for arm, seeds in groups.items():
+        n = sum(1 for r in rows if r["arm"] == arm)
+        notes.append(f"{arm} collapsed in {len(seeds)} of {n} seed(s): its separator's validation SDRi was 0.00 dB at "
+                     "every check (a saturated mask returning the mixture or silence) — a failed training, not a "
+                     "measurement of the arm.")
+    return " ".join(notes)
 
 
 def _sha(path: Path) -> str:
@@ -327,11 +390,12 @@ def _arm_line(row: Mapping, sweep: Sweep) -> str:
 def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, seeds: int = 1,
               overrides: Mapping[str, Any] | None = None, threads: int | None = None, device: str | None = None,
               precision: str | None = None, notebooks_dir=None, notebook: bool = True,
-              log_output: bool = False) -> dict:
-    """Run (or continue) a sweep; returns the table (what ``OUT/table.json`` holds)."""
+              log_output: bool = False, arms: Sequence[str] | None = None) -> dict:
+    """Run (or continue) a sweep; returns the table (what ``OUT/table.json`` holds). ``arms``: run only these
+    (values or labels; :func:`select_arms`) — the others are listed with the paper's numbers, not run."""
     from .pipeline import discover_stages, run_pipeline
 
-    sweep = load_sweep(name)
+    sweep = select_arms(load_sweep(name), arms)
     out = Path(out)
     overrides = dict(overrides or {})
     clash = sorted(k for k in overrides for a in sweep.arms if k in a.overrides)
@@ -423,7 +487,8 @@ def summarise(sweep: Sweep, rows: Sequence[Mapping]) -> list[dict]:
     for spec in sweep.arms:
         mine = [r for r in rows if r["arm"] == spec.label]
         entry: dict[str, Any] = {"arm": spec.label, "value": spec.value, "paper": spec.paper,
-                                 "n_seeds": len(mine), "seeds": [r["seed"] for r in mine]}
+                                 "n_seeds": len(mine), "seeds": [r["seed"] for r in mine],
+                                 "collapsed_seeds": [r["seed"] for r in mine if r.get("collapsed")]}
         minutes = [r.get("minutes") for r in mine if r.get("minutes") is not None]
         entry["minutes"] = round(sum(minutes) / len(minutes), 2) if minutes else None
         for m in sweep.metrics:
@@ -522,6 +587,8 @@ def ordering_sentence(sweep: Sweep, summary: Sequence[Mapping], metric: str | No
     if "no noise estimate" in kinds:
         return (f"{sweep.paper_table}: one seed per arm, so no claim about the paper's ordering{paper_txt} "
                 f"(run with --seeds 2 or more); ours ({what}): {ours}.")
+    missing = kinds.count("missing")
+    kinds = [k for k in kinds if k != "missing"]
     counts = {k: kinds.count(k) for k in ("holds", "reverses", "within noise")}
     if counts["within noise"] == len(kinds):
         verdict = "is within noise here (every difference is smaller than the seed spread)"
@@ -538,6 +605,8 @@ def ordering_sentence(sweep: Sweep, summary: Sequence[Mapping], metric: str | No
     else:
         verdict = (f"partly holds ({counts['holds']} of {len(kinds)} pairs hold, {counts['reverses']} reverse, "
                    f"{counts['within noise']} within noise)")
+    if missing:
+        verdict += f" ({missing} of {missing + len(kinds)} pairs not compared: an arm without a result)"
     return f"{sweep.paper_table}: the paper's ordering{paper_txt} {verdict}; ours ({what}): {ours}."
 
 
@@ -574,7 +643,9 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in summary:
         spec = next(a for a in sweep.arms if a.label == e["arm"])
-        cells = [e["arm"], *(_fmt(spec.paper.get(c)) if c in spec.paper else "—" for c in cols),
+        label = e["arm"] + (f" (collapsed: seed {', '.join(map(str, e['collapsed_seeds']))})"
+                            if e.get("collapsed_seeds") else "")
+        cells = [label, *(_fmt(spec.paper.get(c)) if c in spec.paper else "—" for c in cols),
                  *(_pm(e.get(m)) for m in metrics), _fmt((e.get(first) or {}).get("floor")),
                  _fmt((e.get(first) or {}).get("ceiling"))]
         if ref is not None:
@@ -588,12 +659,21 @@ def table_markdown(sweep: Sweep, summary: Sequence[Mapping], *, preset: str = ""
         cells += [str(e["n_seeds"]), _fmt(e.get("minutes"), 1)]
         lines.append("| " + " | ".join(cells) + " |")
     for p in sweep.paper_only:
-        cells = [f"{p['label']} (paper only; not in the kit)",
+        cells = [f"{p['label']} (paper only; {p.get('note', 'not in the kit')})",
                  *(_fmt(p.get("paper", {}).get(c)) if c in p.get("paper", {}) else "—" for c in cols)]
         cells += [""] * (len(head) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", sentence or ordering_sentence(sweep, summary, first), ""]
     return "\n".join(lines)
+
+
+def sweep_sentence(sweep: Sweep, summary: Sequence[Mapping], rows: Sequence[Mapping], metric: str) -> str:
+    """What a finished sweep says: the ordering verdict, then the warnings (identical arms, collapsed trainings)."""
+    failed = {arm for arm, seeds in collapsed_arms(rows).items()
+              if len(seeds) == sum(1 for r in rows if r["arm"] == arm)}  # every seed collapsed: no result to rank
+    ranked = [e if e["arm"] not in failed else {**e, metric: {**(e.get(metric) or {}), "mean": None}} for e in summary]
+    return " ".join(filter(None, [ordering_sentence(sweep, ranked, metric), identical_note(identical_arms(rows)),
+                                  collapsed_note(collapsed_arms(rows), rows)]))
 
 
 def build_table(sweep: Sweep, rows: Sequence[Mapping], *, preset: str = "", seeds: int = 1,
@@ -604,9 +684,9 @@ def build_table(sweep: Sweep, rows: Sequence[Mapping], *, preset: str = "", seed
     return {"sweep": sweep.to_dict(), "preset": preset, "seeds": seeds, "overrides": dict(overrides or {}),
             "metric": metric, "rows": list(rows), "summary": summary,
             "verdicts": ordering_verdicts(sweep, summary, metric),
-            "sentence": " ".join(filter(None, [ordering_sentence(sweep, summary, metric),
-                                               identical_note(identical_arms(rows))])),
+            "sentence": sweep_sentence(sweep, summary, rows, metric),
             "identical_arms": identical_arms(rows),
+            "collapsed_arms": collapsed_arms(rows),
             "total_stage_minutes": round(sum(r.get("minutes") or 0 for r in rows), 2)}
 
 

@@ -41,8 +41,7 @@ for folder in folders:
     sweep, table = S.load_table(folder)
     m = metric or table["metric"]
     summary = table["summary"]
-    sentence = " ".join(filter(None, [S.ordering_sentence(sweep, summary, m),  # from the data (ussnb.sweep)
-                                      S.identical_note(S.identical_arms(table["rows"]))]))
+    sentence = S.sweep_sentence(sweep, summary, table["rows"], m)  # from the data: verdict, then warnings
     sentences[sweep.name] = sentence
     display(Markdown(S.table_markdown(sweep, summary, preset=table["preset"], seeds=table["seeds"],
                                       sentence=sentence)))

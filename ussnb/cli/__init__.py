@@ -203,7 +203,8 @@ def _cmd_sweep(args) -> int:
         raise ConfigError("ussnb sweep NAME --preset P --out DIR: give a sweep name (ussnb sweep --list) and --out")
     table = run_sweep(args.name, args.preset, args.out, seeds=args.seeds, overrides=parse_overrides(args.param or []),
                       threads=args.threads, device=args.device, precision=args.precision,
-                      notebooks_dir=args.notebooks, notebook=not args.no_notebook, log_output=args.verbose)
+                      notebooks_dir=args.notebooks, notebook=not args.no_notebook, log_output=args.verbose,
+                      arms=args.arms)
     print(f"{len(table['rows'])} row(s); table: {Path(args.out) / 'table.md'}")
     return 0
 
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--preset", default="sweep", help="preset of every arm (default: sweep, ~5 min training "
                                                          "per arm on 2 cores)")
     p_sweep.add_argument("--out", help="output folder of the sweep")
+    p_sweep.add_argument("--arms", nargs="+", metavar="VALUE",
+                         help="run only these arms (values or labels, e.g. --arms 0.5 1 2); the others stay in the "
+                              "table as the paper's rows, not run")
     p_sweep.add_argument("--seeds", type=int, default=1, metavar="K",
                          help="repeat every arm with seeds 0..K-1 (train and mining seed): mean ± spread, "
                               "differences below the spread marked within noise (default 1)")
