@@ -293,6 +293,14 @@ def roll_groups(n: int, n_sources: int) -> list[list[int]]:
 SED_FRAMES_VERSION = 1
 
 
+def tag_frames(tagger, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Frame probabilities ``(frames, classes)`` of each wave, tagged in one forward pass (zero-padded to the
+    longest, each cut back to its own frame count)."""
+    n = max(w.shape[0] for w in waves)
+    frames = tagger.tag(np.stack([np.pad(w, (0, n - w.shape[0])) for w in waves])).frames.cpu().numpy()
+    return [frames[j, : tagger.num_frames(w.shape[0])] for j, w in enumerate(waves)]
+
+
 class SedFrames:
     """The run tagger's frame probabilities ``p_SED(t, k)`` of one split's clips for *each clip's tagged classes*
     (all that mining reads: eq. 3 scores the clip's own tags), written once by stage 01 so every anchor mining of
@@ -344,16 +352,15 @@ class SedFrames:
         for lo in range(0, len(clips), batch_size):
             group = clips[lo:lo + batch_size]
             waves = [dataset.load(c) for c in group]
-            n = max(w.shape[0] for w in waves)
             with torch.inference_mode():
-                frames = tagger.tag(np.stack([np.pad(w, (0, n - w.shape[0])) for w in waves])).frames.cpu().numpy()
-            for j, (c, w) in enumerate(zip(group, waves)):
+                frames = tag_frames(tagger, waves)
+            for j, (c, f) in enumerate(zip(group, frames)):
                 i = lo + j
                 ks = [dataset.label_index[m] for m in c.labels]
-                lengths[i] = tagger.num_frames(w.shape[0])
+                lengths[i] = f.shape[0]
                 cols[i, :len(ks)] = ks
-                block = np.zeros((frames.shape[1], width), dtype=np.float32)
-                block[:, :len(ks)] = frames[j][:, ks]
+                block = np.zeros((f.shape[0], width), dtype=np.float32)
+                block[:, :len(ks)] = f[:, ks]
                 chunks.append(block)
             bar.update(len(group))
         bar.close()
@@ -525,12 +532,8 @@ def mine_anchor_set(
                 for j, (ci, _, _) in enumerate(group):
                     if j not in todo:
                         frames_of[j] = known[clips[ci].clip_id]
-                if todo:
-                    n = max(group[j][2].shape[0] for j in todo)
-                    stack = np.stack([np.pad(group[j][2], (0, n - group[j][2].shape[0])) for j in todo])
-                    frames_all = tagger.tag(stack).frames.cpu().numpy()
-                    for row, j in enumerate(todo):
-                        frames_of[j] = frames_all[row, : tagger.num_frames(group[j][2].shape[0])]
+                for j, f in zip(todo, tag_frames(tagger, [group[j][2] for j in todo]) if todo else []):
+                    frames_of[j] = f
                 if frames_out is not None:
                     for (ci, _, _), f in zip(group, frames_of):
                         frames_out[clips[ci].clip_id] = f.astype(np.float16)

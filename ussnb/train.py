@@ -189,8 +189,7 @@ class MixtureSampler:
             if any(abs(correlation(segs[g[0]], segs[j])) > 0.5 for j in g[1:]):
                 continue  # the same source event in two anchors: not a separation problem
             mixture, target, gains = mix_sources(segs[g], augmentation=self.cfg.augmentation, rng=self.local)
-            peak = float(np.abs(mixture).max())
-            scale = 0.9 / peak if peak > 0.9 else 1.0
+            scale = headroom(mixture)
             mixtures.append(mixture * scale)
             targets.append(target * scale)
             anchor_ids.append(picks[g[0]])
@@ -198,10 +197,7 @@ class MixtureSampler:
                 mixtures.append(mixture * scale)
                 targets.append((mixture - target) * scale)
                 anchor_ids.append(picks[g[1]])
-        if not mixtures:
-            raise DataError("no mixture could be formed from this batch")
-        return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
-                "anchor": np.asarray(anchor_ids), "query": self._query_ids(anchor_ids)}
+        return self._batch(mixtures, targets, anchor_ids)
 
     def _in_clip(self, picks: np.ndarray, segs: np.ndarray) -> dict[str, np.ndarray]:
         """Mixtures of each anchor (the target, queried by its own condition) and its in-clip partner — which
@@ -216,11 +212,13 @@ class MixtureSampler:
                 continue  # overlapping (short clip) or silent partner
             mixture, target, _ = mix_sources(np.stack([seg, partner]), augmentation=self.cfg.augmentation,
                                              rng=self.local)
-            peak = float(np.abs(mixture).max())
-            scale = 0.9 / peak if peak > 0.9 else 1.0
+            scale = headroom(mixture)
             mixtures.append(mixture * scale)
             targets.append(target * scale)
             anchor_ids.append(int(a))
+        return self._batch(mixtures, targets, anchor_ids)
+
+    def _batch(self, mixtures: list, targets: list, anchor_ids: list) -> dict[str, np.ndarray]:
         if not mixtures:
             raise DataError("no mixture could be formed from this batch")
         return {"mixture": np.stack(mixtures).astype(np.float32), "target": np.stack(targets).astype(np.float32),
@@ -356,6 +354,12 @@ def pick_compatible(anchors: AnchorSet, by_class: dict[int, np.ndarray], classes
     return picks
 
 
+def headroom(mixture: np.ndarray, peak_limit: float = 0.9) -> float:
+    """The gain that keeps a mixture's peak at ``peak_limit`` (1 when it is already below); apply it to the target too."""
+    peak = float(np.abs(mixture).max())
+    return peak_limit / peak if peak > peak_limit else 1.0
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
@@ -389,8 +393,7 @@ def validation_set(anchors: AnchorSet, audio: AnchorAudio, n: int, seed: int, n_
         if abs(correlation(sa, sb)) > 0.5:  # the same source event reached both anchors (small datasets)
             continue
         mixture, target, _ = mix_sources(np.stack([sa, sb]), augmentation="match-energy")
-        peak = float(np.abs(mixture).max())
-        scale = 0.9 / peak if peak > 0.9 else 1.0
+        scale = headroom(mixture)
         mixtures.append(mixture * scale)
         targets.append(target * scale)
         ids.append(ia)
