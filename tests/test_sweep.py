@@ -236,3 +236,93 @@ def test_a_collapsed_training_is_flagged_not_ranked():
     assert "2 of 3 pairs not compared" in sentence and "random gain 0.00" not in sentence  # not ranked
     md = S.table_markdown(t9, summary, preset="sweep", seeds=2, sentence=sentence)
     assert "| +-20 dB random gain (collapsed: seed 0, 1) |" in md
+
+
+def _fake_pipeline(calls: list, delay: float = 0.0):
+    """A stand-in for run_pipeline that 'evaluates' an arm instantly: stage 06 metrics from the arm's folder name."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+
+    def run(preset, run_dir, *, overrides, stages, stage_dirs, **_):
+        with lock:
+            calls.append(Path(run_dir).name)
+        time.sleep(delay)
+        score = 5.0 + 0.5 * len(calls)
+        ev = Path(run_dir) / "06_evaluation"
+        ev.mkdir(parents=True, exist_ok=True)
+        (ev / "metrics.json").write_text(json.dumps({"benchmarks": {"starter-pairs": {
+            "sdri_avg": score, "trivial_sdri": 3.0, "irm_sdri": 15.0, "n_items": 10, "n_classes": 5}}}))
+        (Path(run_dir) / "timings.json").write_text(json.dumps({"04_training": 60.0}))
+    return run
+
+
+def test_two_processes_on_one_sweep_share_its_arms_each_run_once(tmp_path, monkeypatch):
+    import threading
+
+    import ussnb.pipeline
+
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TWO_ARMS)
+    calls: list[str] = []
+    monkeypatch.setattr(ussnb.pipeline, "run_pipeline", _fake_pipeline(calls, delay=0.5))
+    monkeypatch.setattr(S, "POLL_SECONDS", 0.05)
+    out = tmp_path / "sweep"
+    tables, errors = [], []
+
+    def one():
+        try:
+            tables.append(S.run_sweep(spec, "smoke", out, seeds=2, notebook=False))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=one) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors and len(tables) == 2
+    # four runs (2 arms x 2 seeds), each done once by one of the two; the first (the owner of stages 00-01) first
+    assert sorted(calls) == sorted(["none-seed0", "match-energy-seed0", "none-seed1", "match-energy-seed1"])
+    assert calls[0] == "none-seed0"
+    assert tables[0]["rows"] == tables[1]["rows"] == json.loads((out / S.TABLE_JSON).read_text())["rows"]
+
+
+def test_an_arm_another_process_holds_waits_and_is_not_run_twice(tmp_path, monkeypatch, capsys):
+    import threading
+
+    import ussnb.pipeline
+    from ussnb.io import file_lock
+    from ussnb.pipeline import discover_stages
+
+    spec = tmp_path / "two.yaml"
+    spec.write_text(TWO_ARMS)
+    calls: list[str] = []
+    fake = _fake_pipeline(calls)
+    monkeypatch.setattr(ussnb.pipeline, "run_pipeline", fake)
+    monkeypatch.setattr(S, "POLL_SECONDS", 0.05)
+    out = tmp_path / "sweep"
+    arms = S.plan_sweep(S.load_sweep(spec), "smoke", out)
+    first = arms[0]
+    key = S._arm_key(first, "smoke", S.sweep_stages(discover_stages()))
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():  # holds the first arm (the owner of the second's stages 00-03), then finishes it
+        with file_lock(out / S.LOCKS_DIR / f"{first.run_dir.name}.lock"):
+            held.set()
+            release.wait(30)
+            fake("smoke", first.run_dir, overrides={}, stages=[], stage_dirs={})
+            (first.run_dir / S.ARM_FILE).write_text(json.dumps({"key": key}))
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    held.wait(30)
+    threading.Timer(0.5, release.set).start()
+    table = S.run_sweep(spec, "smoke", out, notebook=False)
+    t.join(30)
+    log = capsys.readouterr().out
+    assert calls == ["none-seed0", "match-energy-seed0"]  # the first by the other 'process', the second here
+    assert "waiting for arm(s) another process runs: none-seed0, match-energy-seed0" in log
+    assert "arm 1/2 train.augmentation=none seed 0: finished by another process, skipped" in log
+    assert [r["starter_pairs"]["value"] for r in table["rows"]] == [5.5, 6.0]

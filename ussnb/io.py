@@ -56,10 +56,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[Path]:
+def file_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[Path | None]:
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block — so two processes
-    preparing the same folder (two sweeps starting at once) take turns instead of racing. POSIX ``flock``; where
-    it is missing (Windows) the block runs unlocked."""
+    preparing the same folder (two sweeps starting at once) take turns instead of racing. ``wait=False``: do not
+    wait for a lock another process holds; the block then gets ``None`` instead of the path. POSIX ``flock`` (the
+    lock dies with its process); where it is missing (Windows) the block runs unlocked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -68,7 +69,11 @@ def file_lock(path: str | os.PathLike) -> Iterator[Path]:
         yield path
         return
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield None
+            return
         try:
             yield path
         finally:

@@ -19,7 +19,10 @@ their unchanged upstream stages through the runner's ``stage_dirs``: for every s
 parameters of that stage *and of every stage before it* are the same runs it, the others read its folder — so
 stages 00-01 run once and an arm re-runs from the first stage its parameter (or its seed) touches. Seeds set
 ``train.seed`` and — for the random mining strategies, whose anchors depend on it — ``anchors.mining_seed``. A killed sweep continues where it stopped: finished arms are
-skipped (``arm.json``), a partial arm resumes through the stages' ``.done`` markers.
+skipped (``arm.json``), a partial arm resumes through the stages' ``.done`` markers. Several processes started
+with the same command share the arms (with ``--threads 1`` each, one per core): every arm runs under a lock in
+``OUT/.locks/``, a process takes the first arm that is neither finished, nor held by another, nor waiting for
+the upstream stages of an arm another process is running, and waits when there is none.
 
 Results: ``OUT/table.json`` (``rows``: one per arm and seed — the varied value, each metric with its floor and
 ceiling, minutes; ``summary``: per arm mean ± spread over seeds; the sentence) and ``OUT/table.md`` (ours beside
@@ -41,12 +44,14 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .errors import PipelineError
-from .io import atomic_write_text, short_hash
+from .io import atomic_write_text, file_lock, short_hash
 
 ARM_FILE = "arm.json"
 TABLE_JSON = "table.json"
 TABLE_MD = "table.md"
 SWEEP_FILE = "sweep.json"
+LOCKS_DIR = ".locks"  # one lock per arm: processes started on one OUT share its arms
+POLL_SECONDS = 15.0  # how often a process waiting for another's arm looks again
 ABLATIONS_NOTEBOOK = "07_ablations"
 SKIPPED_STAGE = "separation"  # stage 05 (hierarchical separation): no sweep metric needs it
 PAPER_COLUMNS = {"audioset": "paper AudioSet", "fsdkaggle2018": "paper FSDKaggle2018"}
@@ -393,7 +398,7 @@ def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, s
               log_output: bool = False, arms: Sequence[str] | None = None) -> dict:
     """Run (or continue) a sweep; returns the table (what ``OUT/table.json`` holds). ``arms``: run only these
     (values or labels; :func:`select_arms`) — the others are listed with the paper's numbers, not run."""
-    from .pipeline import discover_stages, run_pipeline
+    from .pipeline import discover_stages
 
     sweep = select_arms(load_sweep(name), arms)
     out = Path(out)
@@ -420,37 +425,76 @@ def run_sweep(name: str | os.PathLike, preset: str, out: str | os.PathLike, *, s
     print(f"[sweep] {sweep.name} ({sweep.paper_table}: {sweep.parameter}): {len(sweep.arms)} arm(s) x {seeds} "
           f"seed(s) = {n} run(s) into {out}, preset {preset}; stages {' '.join(s[:2] for s in stage_names)}",
           flush=True)
-    rows = []
-    for arm in arms:
-        key = _arm_key(arm, preset, stages)
-        arm_file = arm.run_dir / ARM_FILE
-        head = f"[sweep] arm {arm.index + 1}/{n} {sweep.parameter}={arm.spec.value} seed {arm.seed}"
-        done = json.loads(arm_file.read_text()) if arm_file.is_file() else None
-        if done and done.get("key") == key and (arm.run_dir / "06_evaluation" / "metrics.json").is_file():
-            row = arm_row(arm, sweep)
-            rows.append(row)
-            print(f"{head}: finished before, skipped — {_arm_line(row, sweep)}", flush=True)
-            continue
-        shared = ", ".join(sorted(p.name[:2] for p in arm.shared.values()))
-        origin = sorted({p.parent.name for p in arm.shared.values()})
-        print(f"{head}: running" + (f" (stages {shared} shared from {', '.join(origin)})" if arm.shared else ""),
-              flush=True)
-        start = time.time()
-        run_pipeline(preset, arm.run_dir, overrides=arm.overrides, stages=stage_names, stage_dirs=arm.shared,
-                     threads=threads, device=device, precision=precision, notebooks_dir=notebooks_dir,
-                     log_output=log_output)
-        row = arm_row(arm, sweep)
-        atomic_write_text(arm_file, json.dumps({"key": key, "overrides": arm.overrides,
-                                                "shared": {k: str(v) for k, v in arm.shared.items()}},
-                                               indent=1, default=str))
-        rows.append(row)
-        print(f"{head}: done in {(time.time() - start) / 60:.1f} min — {_arm_line(row, sweep)}", flush=True)
-    table = write_tables(out, sweep, rows, preset=preset, seeds=seeds, overrides=overrides)
-    print(f"[sweep] {sweep.name}: {table['sentence']}")
-    print(f"[sweep] tables: {out / TABLE_JSON}, {out / TABLE_MD}", flush=True)
-    if notebook:
-        run_ablations_notebook(out, notebooks_dir=notebooks_dir, threads=threads)
+    keys = {arm.index: _arm_key(arm, preset, stages) for arm in arms}
+    by_dir = {arm.run_dir: arm for arm in arms}
+    owners = {arm.index: sorted({by_dir[p.parent].index for p in arm.shared.values() if p.parent in by_dir})
+              for arm in arms}
+    rows: dict[int, dict] = {}
+    pending = list(arms)
+    waiting, unfinished = None, set()  # what this process last waited for; arms it saw unfinished
+    while pending:  # in order; an arm another process holds (its lock) or still needs (its owners) waits
+        ran = False
+        for arm in list(pending):
+            head = f"[sweep] arm {arm.index + 1}/{n} {sweep.parameter}={arm.spec.value} seed {arm.seed}"
+            if _arm_finished(arm, keys[arm.index]):
+                rows[arm.index] = row = arm_row(arm, sweep)
+                pending.remove(arm)
+                print(f"{head}: finished {'by another process' if arm.index in unfinished else 'before'}, skipped — "
+                      f"{_arm_line(row, sweep)}", flush=True)
+                continue
+            unfinished.add(arm.index)
+            if any(not _arm_finished(arms[o], keys[o]) for o in owners[arm.index]):
+                continue  # its upstream stages are another arm's, which another process is running
+            with file_lock(out / LOCKS_DIR / f"{arm.run_dir.name}.lock", wait=False) as mine:
+                if mine is None or _arm_finished(arm, keys[arm.index]):
+                    continue  # another process runs it (or just finished it: the next pass reports it)
+                rows[arm.index] = _run_arm(arm, head, keys[arm.index], sweep, preset, stage_names,
+                                           threads=threads, device=device, precision=precision,
+                                           notebooks_dir=notebooks_dir, log_output=log_output)
+            pending.remove(arm)
+            ran = True
+            break  # from the first pending arm again: this one may own the next one's upstream stages
+        if pending and not ran:
+            busy = ", ".join(a.run_dir.name for a in pending)
+            if busy != waiting:
+                print(f"[sweep] waiting for arm(s) another process runs: {busy}", flush=True)
+                waiting = busy
+            time.sleep(POLL_SECONDS)
+    rows = [rows[arm.index] for arm in arms]
+    with file_lock(out / LOCKS_DIR / "table.lock"):  # processes sharing the sweep write it in turn
+        table = write_tables(out, sweep, rows, preset=preset, seeds=seeds, overrides=overrides)
+        print(f"[sweep] {sweep.name}: {table['sentence']}")
+        print(f"[sweep] tables: {out / TABLE_JSON}, {out / TABLE_MD}", flush=True)
+        if notebook:
+            run_ablations_notebook(out, notebooks_dir=notebooks_dir, threads=threads)
     return table
+
+
+def _arm_finished(arm: Arm, key: str) -> bool:
+    """Whether ``arm`` ran to its evaluation with what it is run with now (its ``arm.json`` key)."""
+    try:
+        done = json.loads((arm.run_dir / ARM_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return done.get("key") == key and (arm.run_dir / "06_evaluation" / "metrics.json").is_file()
+
+
+def _run_arm(arm: Arm, head: str, key: str, sweep: Sweep, preset: str, stage_names: Sequence[str], **run) -> dict:
+    """Run one arm's pipeline (stages it shares come from their owners' folders) and mark it finished."""
+    from .pipeline import run_pipeline
+
+    shared = ", ".join(sorted(p.name[:2] for p in arm.shared.values()))
+    origin = sorted({p.parent.name for p in arm.shared.values()})
+    print(f"{head}: running" + (f" (stages {shared} shared from {', '.join(origin)})" if arm.shared else ""),
+          flush=True)
+    start = time.time()
+    run_pipeline(preset, arm.run_dir, overrides=arm.overrides, stages=stage_names, stage_dirs=arm.shared, **run)
+    row = arm_row(arm, sweep)
+    atomic_write_text(arm.run_dir / ARM_FILE, json.dumps({"key": key, "overrides": arm.overrides,
+                                                          "shared": {k: str(v) for k, v in arm.shared.items()}},
+                                                         indent=1, default=str))
+    print(f"{head}: done in {(time.time() - start) / 60:.1f} min — {_arm_line(row, sweep)}", flush=True)
+    return row
 
 
 def run_ablations_notebook(sweep_dir: str | os.PathLike, *, notebooks_dir=None, threads: int | None = None) -> Path:

@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sweep (ussnb/sweeps/NAME.yaml or a YAML path): one pipeline run per arm and seed into "
                     "OUT/arms/, sharing the unchanged upstream stages (stages 00-01 run once; an arm re-runs from "
                     "the first stage its parameter touches; stage 05 is not run). Resumable: run the same command "
-                    "again after an interruption. Writes OUT/table.json, OUT/table.md and runs "
+                    "again after an interruption; the same command started in a second terminal (--threads 1 each) "
+                    "shares the arms. Writes OUT/table.json, OUT/table.md and runs "
                     "notebooks/07_ablations.ipynb into OUT (figures in OUT/figures).")
     p_sweep.add_argument("name", nargs="?", help="table3 ... table9 (see --list) or a sweep YAML file")
     p_sweep.add_argument("--list", action="store_true", help="list the sweeps with their paper tables")
