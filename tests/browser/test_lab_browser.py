@@ -277,6 +277,9 @@ def test_notebooks_in_jupyterlab_in_chromium(lab, browser):
                            arg=audio.first.element_handle(), timeout=30_000)
     page.wait_for_function("p => [...p.querySelectorAll('.widget-output img')].some(i => i.naturalWidth > 300)",
                            arg=panel.element_handle(), timeout=60_000)
+    # the status line is set after the player and the figure render (a loaded machine shows the gap): wait for it
+    page.wait_for_function("p => !p.querySelector('.ussnb-status').innerText.includes('separating')",
+                           arg=panel.element_handle(), timeout=60_000)
     timings["05 separate"] = round(time.monotonic() - t1, 1)
     assert audio.count() == 1, "one player for the one picked class"
     assert choice in panel.locator(".widget-output .ussnb-track").inner_text().replace("\xa0", " ")
